@@ -1,0 +1,1 @@
+"""SMSR converters: checkpoint -> PyTorch model -> ONNX (reference/deploy) -> TensorRT engine."""

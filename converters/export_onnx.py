@@ -1,0 +1,124 @@
+"""Export SMSR to ONNX: the reference graph (standard ops) and the deploy graph (SMSRSparseBlock nodes),
+FP32 and FP16, with dynamic N/H/W.
+
+    python -m converters.export_onnx --weights smsr_x2_official.pt --scale 2 --out-dir onnx/
+
+Graph I/O: input "lr" N x 3 x H x W RGB on 0..255 (any H, W >= 2, odd included); outputs "sr"
+N x 3 x sH x sW (unclamped) and "masks" N x 5 x H x W (the spatial mask of each block, 0/1).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from .deploy_op import OP_DOMAIN, OP_VERSION, DeploySparseBlock
+from .model import SMSR, load_smsr, sha256_of
+from .onnx_fp16 import convert_to_fp16
+
+OPSET = 17
+INPUT_NAME, OUTPUT_NAMES = "lr", ("sr", "masks")
+GRAPH_KINDS = ("reference", "deploy")
+
+
+class _ExportWrapper(torch.nn.Module):
+    def __init__(self, model: SMSR):
+        super().__init__()
+        self.model = model
+
+    def forward(self, lr):
+        return self.model.forward_with_masks(lr, "dense_masked")
+
+
+def deploy_model(model: SMSR) -> SMSR:
+    """A copy of the model whose SMBs export as SMSRSparseBlock nodes."""
+    model = copy.deepcopy(model)
+    for smm in model.body:
+        smm.body = DeploySparseBlock(smm.body)
+    return model
+
+
+def _set_metadata(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+
+
+def export_graph(model: SMSR, path: str | Path, kind: str = "reference", fp16: bool = False,
+                 metadata: dict[str, str] | None = None) -> Path:
+    """Export one graph; validates it with the ONNX checker and full shape inference."""
+    if kind not in GRAPH_KINDS:
+        raise ValueError(f"unknown graph kind {kind!r}; expected one of {GRAPH_KINDS}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.prepare()  # cached split weights become graph constants, not traced arithmetic
+    net = deploy_model(model) if kind == "deploy" else model
+    dummy = torch.rand(1, 3, 24, 20) * 255
+    tmp = path.with_suffix(".tmp.onnx")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _ExportWrapper(net.eval()), (dummy,), str(tmp), opset_version=OPSET, dynamo=False,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "N", 2: "H", 3: "W"}, "sr": {0: "N", 2: "sH", 3: "sW"},
+                          "masks": {0: "N", 2: "H", 3: "W"}},
+            custom_opsets={OP_DOMAIN: OP_VERSION} if kind == "deploy" else None)
+    proto = onnx.load(str(tmp))
+    tmp.unlink()
+    if fp16:
+        proto = convert_to_fp16(proto)
+    _set_metadata(proto, {"smsr.scale": model.scale, "smsr.graph": kind,
+                          "smsr.precision": "fp16" if fp16 else "fp32", **(metadata or {})})
+    proto.doc_string = f"SMSR x{model.scale} {kind} graph ({'fp16' if fp16 else 'fp32'})"
+    validate(proto)
+    onnx.save(proto, str(path))
+    return path
+
+
+def validate(proto: onnx.ModelProto) -> None:
+    """ONNX checker + strict full shape inference (custom-op outputs get their type from the exporter)."""
+    onnx.checker.check_model(proto, full_check=False)
+    onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+
+
+def export_all(weights: str | Path, scale: int, out_dir: str | Path, fp16: bool = True,
+               kinds: tuple[str, ...] = GRAPH_KINDS) -> dict[str, Path]:
+    """Every graph for one checkpoint: {'reference': ..., 'deploy': ..., 'reference_fp16': ..., ...}."""
+    model = load_smsr(weights, scale)
+    meta = {"smsr.checkpoint_sha256": sha256_of(weights)}
+    out_dir = Path(out_dir)
+    paths = {}
+    for kind in kinds:
+        for half in ((False, True) if fp16 else (False,)):
+            key = f"{kind}_fp16" if half else kind
+            paths[key] = export_graph(model, out_dir / f"smsr_x{scale}_{key}.onnx", kind, half, meta)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m converters.export_onnx", description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--graphs", nargs="+", choices=GRAPH_KINDS, default=list(GRAPH_KINDS))
+    ap.add_argument("--no-fp16", action="store_true", help="skip the FP16 variants")
+    args = ap.parse_args(argv)
+    from .model import CheckpointError
+    try:
+        paths = export_all(args.weights, args.scale, args.out_dir, not args.no_fp16, tuple(args.graphs))
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for key, p in paths.items():
+        print(f"{key:<16} {p}  ({p.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

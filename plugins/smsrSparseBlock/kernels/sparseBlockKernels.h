@@ -1,0 +1,32 @@
+/*
+ * SMSRSparseBlock kernel library: public launch API (TensorRT- and ONNX Runtime-independent).
+ *
+ * One call computes one SMSR "sparse mask block" (contract: docs/DESIGN.md §2 of the workplace,
+ * summarised in plugins/smsrSparseBlock/README.md):
+ *   for l in 0..3:  z   = conv3x3(x_dense_in, W_l[:, dense_in]) + M * conv3x3(x_sparse_in, W_l[:, sparse_in])
+ *                   z[sparse_out] *= M ;  f_l = ReLU(z)
+ *   y = collect1x1(concat(f_0..f_3)) + bias
+ * Layer 0's input is all dense (the block input x). Channels are permuted dense-first on every axis.
+ */
+#pragma once
+
+#include "sparseBlockShape.h"
+
+#if defined(SMSR_SIMT_EMULATION)
+#include "simt/cuda_runtime_emu.h"  // CPU execution layer: cudaStream_t, cudaError_t, ...
+#else
+#include <cuda_runtime_api.h>
+#endif
+
+namespace smsr
+{
+
+//! Bytes of device workspace enqueueSparseBlock needs (0 allowed). Host-only, no CUDA calls.
+size_t getSparseBlockWorkspaceSize(SparseBlockShape const& shape, DataType type) noexcept;
+
+//! Launch the block on `stream`. Returns cudaErrorInvalidValue for an invalid shape, null pointers
+//! or a too-small workspace; otherwise the launch status.
+cudaError_t enqueueSparseBlock(SparseBlockShape const& shape, DataType type, SparseBlockTensors const& tensors,
+    void* workspace, size_t workspaceSize, cudaStream_t stream) noexcept;
+
+} // namespace smsr

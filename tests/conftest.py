@@ -1,0 +1,65 @@
+"""Shared fixtures: the official checkpoint, Set5, the exported ONNX graphs (made once per session).
+
+Data locations: SMSR_WEIGHTS (file) and SMSR_DATA (folder with Set5/), default ../shared beside the repo.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+
+
+def _weights_path() -> Path:
+    return Path(os.environ.get("SMSR_WEIGHTS", SHARED / "weights" / "smsr_x2_official.pt"))
+
+
+def _data_root() -> Path:
+    return Path(os.environ.get("SMSR_DATA", SHARED / "data"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def official_weights() -> Path:
+    path = _weights_path()
+    if not path.is_file():
+        pytest.skip(f"official x2 checkpoint not found at {path} (set SMSR_WEIGHTS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def set5_dir() -> Path:
+    path = _data_root() / "Set5"
+    if not (path / "HR").is_dir():
+        pytest.skip(f"Set5 not found at {path} (set SMSR_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def official_model(official_weights):
+    pytest.importorskip("torch")
+    from converters.model import load_smsr
+    return load_smsr(official_weights, 2)
+
+
+@pytest.fixture(scope="session")
+def onnx_graphs(official_weights, tmp_path_factory) -> dict[str, Path]:
+    """{'reference', 'deploy', 'reference_fp16', 'deploy_fp16'} -> path, official x2 model."""
+    pytest.importorskip("torch")
+    from converters.export_onnx import export_all
+    return export_all(official_weights, 2, tmp_path_factory.mktemp("onnx"))
+
+
+@pytest.fixture(scope="session")
+def set5_lr_images(set5_dir):
+    """name -> H x W x 3 uint8 LR (x2) image."""
+    from engine.evaluate import load_rgb
+    lr_dir = set5_dir / "LR_bicubic" / "X2"
+    return {p.stem: load_rgb(p) for p in sorted(lr_dir.glob("*.png"))}
