@@ -64,15 +64,12 @@ def torch_outputs(weights: str, scale: int, feeds) -> list[dict[str, np.ndarray]
 
 
 def ort_outputs(model: str, feeds, threads: int | None = None) -> list[dict[str, np.ndarray]]:
-    from engine.ort_session import create_session
-    sess = create_session(model, threads=threads, providers=["CPUExecutionProvider"])
-    meta = sess.get_inputs()[0]
-    dtype = np.float16 if "float16" in meta.type else np.float32
-    names = [o.name for o in sess.get_outputs()]
+    from engine.backends.onnxruntime import OrtBackend
+    backend = OrtBackend(model, device="cpu", threads=threads)
     outs = []
     for feed in feeds:
-        res = sess.run(names, {meta.name: feed[INPUT_NAME].astype(dtype)})
-        outs.append({n: r.astype(np.float32) for n, r in zip(names, res)})
+        sr, masks = backend.run(feed[INPUT_NAME], want_masks=True)
+        outs.append({"sr": sr, "masks": masks})
     return outs
 
 

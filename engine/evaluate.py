@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from .errors import EngineError, UsageError
 from .metrics import psnr_y, ssim_y, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
@@ -63,37 +64,22 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
 
 def make_predictor(backend: str, scale: int, weights: str | None, model: str | None,
                    threads: int | None) -> tuple[Predictor, str]:
-    """A function LR -> (SR, masks or None) for the chosen backend, and a description of it."""
+    """A function LR -> (SR, masks or None) for the chosen backend (engine.backends), and a description of it."""
+    from .backends import create_backend
     if backend == "torch":
         if not weights:
-            raise ValueError("--backend torch needs --weights")
-        import torch  # optional dependency, only for the reference backend
-        from converters.model import load_smsr
+            raise UsageError("--backend torch needs --weights")
         if threads:
+            import torch  # only the reference backend uses it
             torch.set_num_threads(threads)
-        net = load_smsr(weights, scale)
-
-        def run(lr: np.ndarray):
-            with torch.no_grad():
-                sr, masks = net.forward_with_masks(torch.from_numpy(lr))
-            return sr.numpy(), masks.numpy()
-        return run, f"torch (PyTorch {torch.__version__}, {Path(weights).name})"
-    if backend == "ort":
+        runner = create_backend("torch", model=weights, scale=scale, device="cpu")
+    elif backend == "ort":
         if not model:
-            raise ValueError("--backend ort needs --model (an ONNX file from converters.export_onnx)")
-        from .ort_session import create_session
-        sess = create_session(model, threads=threads)
-        input_meta = sess.get_inputs()[0]
-        dtype = np.float16 if "float16" in input_meta.type else np.float32
-        outputs = [o.name for o in sess.get_outputs()]
-
-        def run(lr: np.ndarray):
-            res = sess.run(None, {input_meta.name: lr.astype(dtype)})
-            got = dict(zip(outputs, res))
-            masks = got.get("masks")
-            return got["sr"].astype(np.float32), None if masks is None else masks.astype(np.float32)
-        return run, f"onnxruntime ({Path(model).name}, {sess.get_providers()[0]})"
-    raise ValueError(f"unknown backend {backend!r} (choose torch or ort)")
+            raise UsageError("--backend ort needs --model (an ONNX file from converters.export_onnx)")
+        runner = create_backend("ort", model=model, scale=scale, threads=threads)
+    else:
+        raise UsageError(f"unknown backend {backend!r} (choose torch or ort)")
+    return (lambda lr: runner.run(lr, want_masks=True)), runner.describe()
 
 
 def evaluate(predict, pairs, scale: int, progress=None) -> list[ImageResult]:
@@ -151,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{r.name:<12} {r.lr_size:>9} {r.psnr_y:8.3f} {r.ssim_y:7.4f} {dens:>6} {r.seconds:6.2f}",
                       flush=True)
         results = evaluate(predict, pairs, args.scale, show)
-    except Exception as exc:  # user-facing tool: one clear line, no traceback
-        if isinstance(exc, (FileNotFoundError, ValueError, RuntimeError, OSError)):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except EngineError as exc:  # user-facing tool: one clear line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     summary = summarize(results)
     if args.json:
         print(json.dumps({"backend": description, "scale": args.scale, "data": str(args.data), **summary,

@@ -10,7 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from converters.export_onnx import validate  # noqa: E402
-from engine.ort_session import create_session  # noqa: E402
 from helpers import missing_component  # noqa: E402
 
 FP32_TOL = 1e-3  # 0..255 scale; accumulation-order differences are ~1e-4
@@ -34,10 +33,11 @@ def _torch_run(model, x):
 
 
 def _ort_session(path):
-    from engine.ort_ops import CustomOpLibraryError
+    from engine.backends.onnxruntime import OrtBackend
+    from engine.errors import PluginLibraryError
     try:
-        return create_session(path, threads=2, providers=["CPUExecutionProvider"])
-    except CustomOpLibraryError as exc:
+        return OrtBackend(path, device="cpu", threads=2).session
+    except PluginLibraryError as exc:
         missing_component(f"SMSRSparseBlock CPU op library: {exc}")
 
 

@@ -1,0 +1,7 @@
+"""`python -m engine upscale|bench ...` (see engine/cli.py)."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

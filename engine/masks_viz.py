@@ -1,0 +1,57 @@
+"""Pictures of SMSR's spatial masks over the image (--save-masks): where the network spends its sparse work.
+
+One PNG per image: a grid of panels at LR resolution, one per sparse block (the image darkened and desaturated,
+masked pixels tinted orange, the block's mask density in the corner) and a last panel with a heat map of how many
+blocks process each pixel.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+_TINT = np.array([255, 140, 0], np.float32)
+# Heat map anchors (black -> purple -> orange -> yellow), for 0..1 = fraction of blocks active.
+_HEAT = np.array([[0, 0, 0], [90, 20, 140], [230, 90, 30], [255, 230, 80]], np.float32)
+
+
+def _heat(v: np.ndarray) -> np.ndarray:
+    pos = np.clip(v, 0, 1) * (len(_HEAT) - 1)
+    i = np.minimum(pos.astype(int), len(_HEAT) - 2)
+    f = (pos - i)[..., None]
+    return _HEAT[i] * (1 - f) + _HEAT[i + 1] * f
+
+
+def render_masks(lr_rgb: np.ndarray, masks: np.ndarray, columns: int = 3) -> Image.Image:
+    """lr_rgb: H×W×3 float (0..255); masks: K×H×W in [0, 1]. Returns an RGB PIL image."""
+    # Small images get their panels enlarged (nearest) so the masks stay readable.
+    zoom = max(1, -(-256 // lr_rgb.shape[1]))
+    if zoom > 1:
+        lr_rgb = lr_rgb.repeat(zoom, 0).repeat(zoom, 1)
+        masks = masks.repeat(zoom, 1).repeat(zoom, 2)
+    h, w = lr_rgb.shape[:2]
+    k = masks.shape[0]
+    gray = (lr_rgb @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    base = np.clip(gray, 0, 255) * 0.45
+    panels, labels = [], []
+    for b in range(k):
+        m = np.clip(masks[b], 0, 1)[..., None]
+        panels.append(base * (1 - m * 0.3) + _TINT * m * 0.55)
+        labels.append("block %d: %.0f%%" % (b + 1, 100 * float(masks[b].mean())))
+    mean = masks.mean(axis=0)
+    panels.append(base * 0.4 + _heat(mean) * 0.8)
+    labels.append("all blocks: %.0f%% masked" % (100 * float(mean.mean())))
+    rows = -(-len(panels) // columns)
+    gap = 2
+    canvas = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), 32, np.float32)
+    for i, p in enumerate(panels):
+        r, c = divmod(i, columns)
+        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = p
+    img = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    for i, text in enumerate(labels):
+        r, c = divmod(i, columns)
+        x, y = c * (w + gap) + 3, r * (h + gap) + 2
+        draw.text((x + 1, y + 1), text, fill=(0, 0, 0), font=font)
+        draw.text((x, y), text, fill=(255, 255, 255), font=font)
+    return img

@@ -1,0 +1,146 @@
+"""Backends: the factory and auto-selection, ONNX Runtime (fp32/fp16, metadata, masks), PyTorch reference, and
+agreement of the real reference/deploy graphs with the PyTorch model where weights are present."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.backends.base import create_backend
+from engine.backends.onnxruntime import OrtBackend, is_oom_message
+from engine.errors import BackendUnavailableError, ModelError, UsageError
+from engine.masks_viz import render_masks
+from standin_model import build_standin, reference_upscale
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory):
+    d = tmp_path_factory.mktemp("standins")
+    return {
+        "fp32": build_standin(d / "s32.onnx"),
+        "fp16": build_standin(d / "s16.onnx", fp16=True),
+        "x3_nometa": build_standin(d / "s3.onnx", scale=3, metadata=False),
+        "nomasks": build_standin(d / "snm.onnx", with_masks=False),
+    }
+
+
+def test_auto_picks_ort_and_says_so(standins):
+    logs = []
+    be = create_backend("auto", model=standins["fp32"], log=logs.append)
+    assert be.name == "ort-cpu" and be.scale == 2 and be.has_masks and be.graph == "reference"
+    assert logs and logs[0].startswith("backend: ort-cpu") and "auto" in logs[0]
+
+
+def test_ort_run_shapes_and_values(standins):
+    be = OrtBackend(standins["fp32"], device="cpu")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 7, 11)).astype(np.float32)
+    sr, masks = be.run(x, want_masks=True)
+    assert sr.shape == (2, 3, 14, 22) and sr.dtype == np.float32
+    assert masks.shape == (2, 5, 7, 11) and set(np.unique(masks)) <= {0.0, 1.0}
+    np.testing.assert_allclose(sr, reference_upscale(standins["fp32"], x), atol=1e-4)
+    assert be.run(x)[1] is None  # masks only when asked
+
+
+def test_fp16_graph_is_fed_half(standins):
+    be = OrtBackend(standins["fp16"], device="cpu")
+    assert be.input_dtype == np.float16 and be.precision == "fp16"
+    x = np.random.default_rng(1).uniform(0, 255, (1, 3, 9, 9)).astype(np.float32)
+    sr, _ = be.run(x)
+    assert sr.dtype == np.float32
+    ref = OrtBackend(standins["fp32"], device="cpu").run(x)[0]
+    assert np.abs(sr - ref).max() < 1.0  # same weights, half precision
+
+
+def test_scale_probed_without_metadata(standins):
+    be = OrtBackend(standins["x3_nometa"], device="cpu")
+    assert be.scale == 3 and be.graph == "reference"
+
+
+def test_no_masks_output(standins):
+    be = OrtBackend(standins["nomasks"], device="cpu")
+    assert not be.has_masks
+    assert be.run(np.zeros((1, 3, 4, 4), np.float32), want_masks=True)[1] is None
+
+
+def test_factory_errors(standins, tmp_path):
+    with pytest.raises(UsageError, match="unknown backend"):
+        create_backend("magic", model=standins["fp32"])
+    with pytest.raises(UsageError, match="--engine"):
+        create_backend("auto")
+    with pytest.raises(UsageError, match="--engine"):
+        create_backend("tensorrt", model=standins["fp32"])
+    with pytest.raises(ModelError, match="not found"):
+        create_backend("ort", model=tmp_path / "missing.onnx")
+
+
+def test_ort_cuda_unavailable_is_reported(standins):
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA provider")
+    with pytest.raises(BackendUnavailableError, match="CUDA provider"):
+        create_backend("ort-cuda", model=standins["fp32"])
+
+
+def test_oom_messages():
+    assert is_oom_message("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested "
+                          "buffer of size 123")
+    assert is_oom_message("CUDA failure 2: out of memory")
+    assert not is_oom_message("Invalid input name: x")
+
+
+def test_render_masks_layout():
+    rgb = np.random.default_rng(0).uniform(0, 255, (30, 40, 3)).astype(np.float32)
+    masks = np.zeros((5, 30, 40), np.float32)
+    masks[2, :15] = 1
+    img = render_masks(rgb, masks)
+    zoom = -(-256 // 40)
+    assert img.mode == "RGB" and img.size == (3 * 40 * zoom + 4, 2 * 30 * zoom + 2)
+    a = np.asarray(img).astype(int)
+    p3 = a[:30 * zoom, 2 * (40 * zoom + 2):]  # block 3's panel: tinted where the mask is on
+    assert p3[20 * zoom:, :, 0].mean() < p3[: 12 * zoom, :, 0].mean() - 50
+
+
+# --- the real graphs (exported by the lead's converter from ../shared weights) ------------------------------------
+@pytest.fixture(scope="module")
+def lr_image(set5_lr_images):
+    img = set5_lr_images["bird"][:48, :45]  # odd width on purpose
+    return np.ascontiguousarray(img.astype(np.float32).transpose(2, 0, 1))[None]
+
+
+def test_reference_graph_matches_pytorch(onnx_graphs, official_weights, lr_image):
+    pytest.importorskip("torch")
+    ref = create_backend("ort", model=onnx_graphs["reference"])
+    torch_be = create_backend("torch", model=official_weights, scale=2)
+    a, ma = ref.run(lr_image, want_masks=True)
+    b, mb = torch_be.run(lr_image, want_masks=True)
+    assert a.shape == b.shape == (1, 3, 96, 90)
+    assert np.abs(a - b).max() < 1e-2
+    assert ma.shape == mb.shape == (1, 5, 48, 45)
+    assert np.mean(ma != mb) < 1e-3
+
+
+def test_deploy_graph_matches_reference(onnx_graphs, lr_image):
+    from helpers import missing_component
+    from engine.errors import PluginLibraryError
+    try:
+        dep = create_backend("ort", model=onnx_graphs["deploy"])
+    except PluginLibraryError as e:
+        missing_component("ONNX Runtime custom-op library not available: %s" % e)
+    assert dep.graph == "deploy" and dep.custom_op_library
+    ref = create_backend("ort", model=onnx_graphs["reference"])
+    a, ma = ref.run(lr_image, want_masks=True)
+    b, mb = dep.run(lr_image, want_masks=True)
+    assert np.abs(a - b).max() < 1e-2
+    assert np.mean(ma != mb) < 1e-3
+
+
+def test_runtime_imports_no_torch_or_tensorrt():
+    import subprocess
+    import sys
+    code = ("import sys, engine.cli, engine.pipeline, engine.backends.onnxruntime, engine.backends.tensorrt, "
+            "engine.image_io, engine.masks_viz; "
+            "bad = [m for m in ('torch', 'tensorrt', 'tensorrt_rtx', 'cuda') if m in sys.modules]; "
+            "sys.exit('imported at module level: %s' % bad if bad else 0)")
+    from pathlib import Path
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
