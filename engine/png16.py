@@ -1,24 +1,26 @@
-"""Minimal 16-bit PNG codec for the colour types Pillow cannot keep at 16 bits.
+"""16-bit PNG I/O for the colour types Pillow cannot keep at 16 bits, on top of pypng.
 
 Pillow reads 16-bit grayscale PNGs as "I;16" but silently reduces 16-bit RGB, RGBA and gray+alpha PNGs to 8 bits
-and cannot write them at all, so the runtime decodes and encodes those itself (zlib + PNG row filters, numpy).
-Scope: bit depth 16, colour types 0 (gray), 2 (RGB), 4 (gray+alpha), 6 (RGBA), not interlaced; the iCCP and eXIf
-chunks are read and written so the colour profile and EXIF survive. Everything else goes through Pillow.
+and cannot write them at all, so the runtime reads and writes those with pypng (module `png`: any bit depth,
+every filter, Adam7 interlacing). This module only adapts it: numpy arrays in and out, pypng's exceptions turned
+into PNGError, and the iCCP (ICC profile) and eXIf chunks, which pypng neither reads nor writes, carried over at
+chunk level through pypng's own chunk reader/writer so the colour profile and EXIF survive.
 """
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
+import png
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+PNG_SIGNATURE = png.signature
 
 
 class PNGError(ValueError):
-    """The file is not a PNG this codec can decode (the message says why)."""
+    """The file is not a PNG this module can decode (the message says why)."""
 
 
 @dataclass
@@ -38,13 +40,18 @@ class PNG16:
 
 
 def read_header(path) -> PNGHeader | None:
-    """IHDR of a PNG file, or None when the file is not a PNG (cheap: reads 33 bytes)."""
+    """IHDR of a PNG file, or None when the file is not a PNG or its first chunk is unreadable (cheap: reads only
+    that chunk; a damaged file then goes to Pillow, which reports the damage)."""
     with open(path, "rb") as f:
-        head = f.read(33)
-    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        try:
+            ctype, body = png.Reader(file=f).chunk()
+        except (EOFError, png.Error):
+            return None
+    if ctype != b"IHDR" or len(body) != 13:
         return None
-    w, h, depth, ctype, _comp, _filt, interlace = struct.unpack(">IIBBBBB", head[16:29])
-    return PNGHeader(w, h, depth, ctype, interlace)
+    # pypng parses IHDR only inside a full decode; this is its fixed 13-byte layout (PNG spec §11.2.2).
+    w, h, depth, color, _comp, _filt, interlace = struct.unpack(">IIBBBBB", body)
+    return PNGHeader(w, h, depth, color, interlace)
 
 
 def needs_png16(path) -> bool:
@@ -53,64 +60,28 @@ def needs_png16(path) -> bool:
     return hdr is not None and hdr.bit_depth == 16 and hdr.color_type in (2, 4, 6)
 
 
-def _chunks(data: bytes):
-    pos = 8
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        ctype = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        if len(body) != length:
-            raise PNGError("truncated chunk %r" % ctype)
-        crc = data[pos + 8 + length : pos + 12 + length]
-        if len(crc) != 4 or struct.unpack(">I", crc)[0] != (zlib.crc32(ctype + body) & 0xFFFFFFFF):
-            raise PNGError("bad CRC in chunk %r" % ctype)
-        yield ctype, body
-        pos += 12 + length
-        if ctype == b"IEND":
-            return
-    raise PNGError("missing IEND chunk (truncated file)")
-
-
-def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
-    """Undo PNG row filtering. Sub and Up are vectorised; Average and Paeth depend on the previous
-    pixel of the same row, so they run per pixel (slow for huge images, but rare and exact)."""
-    if len(raw) != height * (stride + 1):
-        raise PNGError("image data has %d bytes, expected %d" % (len(raw), height * (stride + 1)))
-    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
-    out = np.zeros((height, stride), np.uint8)
-    prev = np.zeros(stride, np.int32)
-    for y in range(height):
-        ftype = int(rows[y, 0])
-        line = rows[y, 1:].astype(np.int32)
-        if ftype == 0:
-            cur = line
-        elif ftype == 1:  # Sub: running sum per byte lane
-            cur = np.cumsum(line.reshape(-1, bpp), axis=0).reshape(-1) & 0xFF
-        elif ftype == 2:  # Up
-            cur = (line + prev) & 0xFF
-        elif ftype in (3, 4):
-            cur = _unfilter_sequential(ftype, line.tolist(), prev.tolist(), bpp)
-        else:
-            raise PNGError("unknown filter type %d in row %d" % (ftype, y))
-        out[y] = cur
-        prev = np.asarray(cur, np.int32)
-    return out
-
-
-def _unfilter_sequential(ftype: int, line: list, prev: list, bpp: int) -> np.ndarray:
-    cur = [0] * len(line)
-    for i, v in enumerate(line):
-        a = cur[i - bpp] if i >= bpp else 0
-        b = prev[i]
-        if ftype == 3:
-            cur[i] = (v + ((a + b) >> 1)) & 0xFF
-        else:
-            c = prev[i - bpp] if i >= bpp else 0
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            pred = a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
-            cur[i] = (v + pred) & 0xFF
-    return np.asarray(cur, np.int32)
+def _ancillary(data: bytes) -> tuple[bytes | None, bytes | None]:
+    """(ICC profile, EXIF) of a PNG file's bytes. Walking every chunk also checks every CRC and that the file is
+    complete, so damage is reported here, by chunk, before decoding starts."""
+    icc = exif = None
+    try:
+        for ctype, body in png.Reader(bytes=data).chunks():
+            if ctype == b"iCCP" and icc is None:
+                # iCCP = profile name, NUL, compression method (0 = zlib), zlib stream.
+                _name, _, rest = body.partition(b"\x00")
+                try:
+                    icc = zlib.decompress(rest[1:])
+                except zlib.error:
+                    icc = None  # a broken profile is dropped, not fatal
+            elif ctype == b"eXIf" and exif is None:
+                exif = body
+    except png.ChunkError as e:
+        if "No more chunks" in str(e):
+            raise PNGError("file ends before the IEND chunk (truncated)") from None
+        raise PNGError(str(e) + (" (truncated file)" if "too short" in str(e) else "")) from None
+    except png.Error as e:
+        raise PNGError(str(e)) from None
+    return icc, exif
 
 
 def decode(path) -> PNG16:
@@ -118,64 +89,49 @@ def decode(path) -> PNG16:
         data = f.read()
     if data[:8] != PNG_SIGNATURE:
         raise PNGError("not a PNG file")
-    hdr = None
-    idat = []
-    icc = exif = None
-    for ctype, body in _chunks(data):
-        if ctype == b"IHDR":
-            w, h, depth, color, comp, filt, interlace = struct.unpack(">IIBBBBB", body)
-            hdr = PNGHeader(w, h, depth, color, interlace)
-            if comp != 0 or filt != 0:
-                raise PNGError("unknown compression/filter method")
-        elif ctype == b"IDAT":
-            idat.append(body)
-        elif ctype == b"iCCP":
-            name_end = body.find(b"\x00")
-            try:
-                icc = zlib.decompress(body[name_end + 2 :])
-            except zlib.error:
-                icc = None  # a broken profile is dropped, not fatal
-        elif ctype == b"eXIf":
-            exif = body
-    if hdr is None or not idat:
-        raise PNGError("missing IHDR or IDAT chunk")
-    if hdr.bit_depth != 16 or hdr.color_type not in _CHANNELS:
-        raise PNGError("only 16-bit gray/RGB/gray+alpha/RGBA PNGs are handled here")
-    if hdr.interlace:
-        raise PNGError("interlaced 16-bit PNGs are not supported (re-save without interlacing)")
-    channels = _CHANNELS[hdr.color_type]
-    bpp = 2 * channels
+    icc, exif = _ancillary(data)
+    # pypng decodes lazily: damaged IDAT data surfaces while the rows are taken, as pypng's, zlib's or (for data
+    # shorter than the header promises) plain Python errors.
+    damage = (png.Error, zlib.error, IndexError, ValueError, struct.error)
     try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as e:
-        raise PNGError("corrupt image data (%s)" % e) from None
-    flat = _unfilter(raw, hdr.height, hdr.width * bpp, bpp)
-    pixels = flat.view(">u2").reshape(hdr.height, hdr.width, channels).astype(np.uint16)
+        w, h, rows, info = png.Reader(bytes=data).read()
+    except damage as e:
+        raise PNGError("corrupt PNG (%s)" % e) from None
+    if info["bitdepth"] != 16 or "palette" in info:
+        raise PNGError("only 16-bit gray/RGB/gray+alpha/RGBA PNGs are handled here (bit depth %d%s)"
+                       % (info["bitdepth"], ", palette" if "palette" in info else ""))
+    try:
+        # Rows are array('H') of native-order values: one buffer copy each, no per-pixel Python.
+        rows = [np.frombuffer(r, np.uint16) for r in rows]
+    except damage as e:
+        raise PNGError("corrupt image data (%s)" % (str(e) or type(e).__name__)) from None
+    c = info["planes"]
+    # pypng does not check the row count, and a short interlaced pass can leave rows of the wrong length.
+    if len(rows) != h or any(r.size != w * c for r in rows):
+        raise PNGError("image data does not hold %d rows of %d pixels (truncated or corrupt)" % (h, w))
+    pixels = np.vstack(rows).reshape(h, w, c) if h else np.zeros((0, w, c), np.uint16)
     return PNG16(pixels, icc, exif)
 
 
-def _chunk(ctype: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF)
-
-
 def encode(img: PNG16, fileobj, compress_level: int = 6) -> None:
-    """Write `img` as a 16-bit PNG (Up filter on every row: simple, vectorised, compresses well)."""
+    """Write `img` as a (non-interlaced) 16-bit PNG with pypng; iCCP and eXIf are inserted right after IHDR."""
     px = np.asarray(img.pixels)
     if px.ndim == 2:
         px = px[:, :, None]
     h, w, c = px.shape
-    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = px.astype(">u2").reshape(h, w * c).view(np.uint8)
-    up = rows.copy()
-    up[1:] = rows[1:] - rows[:-1]  # uint8 arithmetic wraps mod 256, as the filter wants
-    filtered = np.concatenate([np.full((h, 1), 2 if h > 1 else 0, np.uint8), up], axis=1)
-    filtered[0, 0] = 0  # first row has no row above: use filter None
-    filtered[0, 1:] = rows[0]
-    out = [PNG_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0))]
+    if c not in (1, 2, 3, 4):
+        raise PNGError("cannot write %d channels as PNG (1 to 4)" % c)
+    writer = png.Writer(w, h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=16, compression=compress_level)
+    buf = io.BytesIO()
+    # Python int lists: pypng packs each row with one struct.pack call.
+    writer.write(buf, px.astype(np.uint16).reshape(h, w * c).tolist())
+    extra = []
     if img.icc_profile:
-        out.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(img.icc_profile)))
+        extra.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(img.icc_profile)))
     if img.exif:
-        out.append(_chunk(b"eXIf", img.exif))
-    out.append(_chunk(b"IDAT", zlib.compress(filtered.tobytes(), compress_level)))
-    out.append(_chunk(b"IEND", b""))
-    fileobj.write(b"".join(out))
+        extra.append((b"eXIf", bytes(img.exif)))
+    if not extra:
+        fileobj.write(buf.getvalue())
+        return
+    chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    png.write_chunks(fileobj, chunks[:1] + extra + chunks[1:])

@@ -1,5 +1,6 @@
 """Image I/O: every supported mode round-trips with the right size, mode and bit depth; EXIF, ICC, clamping,
-16-bit PNG codec (checked against Pillow and an independent filter implementation), errors, atomic writes."""
+16-bit PNG I/O through pypng (checked against Pillow and an independent filter + Adam7 encoder in this file),
+errors, atomic writes."""
 from __future__ import annotations
 
 import io
@@ -30,8 +31,9 @@ def _u8(h, w, c):
     return RNG.integers(0, 256, (h, w, c) if c > 1 else (h, w), dtype=np.uint8)
 
 
-def _write_png16(path, px: np.ndarray):
-    png16.encode(png16.PNG16(px), open(path, "wb"))
+def _write_png16(path, px: np.ndarray, **meta):
+    with open(path, "wb") as f:
+        png16.encode(png16.PNG16(px, **meta), f)
 
 
 CASES = {
@@ -124,7 +126,7 @@ def test_exif_orientation_png16(tmp_path):
     ex = Image.Exif()
     ex[0x0112] = 8
     src = tmp_path / "r16.png"
-    png16.encode(png16.PNG16(px, exif=ex.tobytes()[6:]), open(src, "wb"))
+    _write_png16(src, px, exif=ex.tobytes()[6:])
     img = load_image(src)
     assert img.size == (4, 7)
     np.testing.assert_allclose(img.rgb * 257, np.rot90(px, 1), atol=0.01)
@@ -137,7 +139,7 @@ def test_icc_profile_kept(tmp_path):
     out = save_image(nearest_x2(load_image(src)), tmp_path / "icc_out.png")
     assert Image.open(out).info.get("icc_profile") == icc
     src16 = tmp_path / "icc16.png"
-    png16.encode(png16.PNG16(RNG.integers(0, 65536, (3, 3, 3), dtype=np.uint16), icc_profile=icc), open(src16, "wb"))
+    _write_png16(src16, RNG.integers(0, 65536, (3, 3, 3), dtype=np.uint16), icc_profile=icc)
     out16 = save_image(nearest_x2(load_image(src16)), tmp_path / "icc16_out.png")
     assert png16.decode(out16).icc_profile == icc
 
@@ -150,9 +152,9 @@ def test_jpeg_keeps_format(tmp_path):
     assert Image.open(save_image(nearest_x2(img), tmp_path / "b.jpg")).format == "JPEG"
 
 
-# --- 16-bit PNG codec ---------------------------------------------------------------------------------------------
+# --- 16-bit PNG I/O (engine.png16 over pypng) ---------------------------------------------------------------------
 def _filter_row(ftype, row, prev, bpp):
-    """PNG spec filters (encoder side), byte by byte: independent of the decoder's vectorised code."""
+    """PNG spec filters (encoder side), byte by byte: independent of the decoder."""
     out = bytearray(len(row))
     for i in range(len(row)):
         a = row[i - bpp] if i >= bpp else 0
@@ -174,7 +176,8 @@ def _filter_row(ftype, row, prev, bpp):
     return bytes(out)
 
 
-def _png_all_filters(path, px):
+def _filtered(px):
+    """Filtered scanlines of an H×W×C uint16 image (or one Adam7 pass), filter type cycling 0..4 by row."""
     h, w, c = px.shape
     rows = px.astype(">u2").reshape(h, w * c).view(np.uint8)
     raw, prev = b"", bytes(w * c * 2)
@@ -182,13 +185,33 @@ def _png_all_filters(path, px):
         f = y % 5
         raw += bytes([f]) + _filter_row(f, bytes(rows[y]), prev, 2 * c)
         prev = bytes(rows[y])
+    return raw
 
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+# Adam7 passes as (x0, y0, dx, dy), PNG spec §8.2.
+_ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def _adam7_raw(px):
+    """Interlaced image data: each non-empty pass filtered on its own (empty passes have no bytes at all)."""
+    passes = [px[y0::dy, x0::dx] for x0, y0, dx, dy in _ADAM7]
+    return b"".join(_filtered(p) for p in passes if p.size)
+
+
+def _chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+
+def _png16_bytes(w, h, c, raw, interlace=0, idat=None):
+    """A 16-bit PNG file around `raw` (filtered scanlines); `idat` replaces the compressed stream if given."""
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    data = (png16.PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-    path.write_bytes(data)
+    return (png16.PNG_SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, interlace))
+            + _chunk(b"IDAT", zlib.compress(raw) if idat is None else idat) + _chunk(b"IEND", b""))
+
+
+def _png_all_filters(path, px):
+    h, w, c = px.shape
+    path.write_bytes(_png16_bytes(w, h, c, _filtered(px)))
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
@@ -205,11 +228,73 @@ def test_png16_decoder_all_filters(tmp_path, channels):
         np.testing.assert_array_equal(pil, (px >> 8).astype(np.uint8))
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png16_interlaced(tmp_path, channels):
+    # 13×11: some Adam7 passes are partial or empty.
+    px = RNG.integers(0, 65536, (11, 13, channels), dtype=np.uint16)
+    p = tmp_path / "adam7.png"
+    p.write_bytes(_png16_bytes(13, 11, channels, _adam7_raw(px), interlace=1))
+    assert png16.read_header(p).interlace == 1
+    np.testing.assert_array_equal(png16.decode(p).pixels, px)
+    pil = np.asarray(Image.open(p))  # Pillow agrees on the file (gray exactly, colour in its high bytes)
+    if channels == 1:
+        np.testing.assert_array_equal(pil, px[:, :, 0])
+    elif channels == 3:
+        np.testing.assert_array_equal(pil, (px >> 8).astype(np.uint8))
+    img = load_image(p)  # and the runtime path keeps all 16 bits
+    assert img.bit_depth == 16
+    col = px[:, :, :3] if channels >= 3 else px[:, :, :1].repeat(3, axis=2)
+    np.testing.assert_array_equal(np.rint(img.rgb * 257), col)
+    if channels in (2, 4):
+        np.testing.assert_array_equal(img.alpha, px[:, :, -1])
+
+
 def test_png16_encoder_readable_by_pillow(tmp_path):
     px = RNG.integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    ex = Image.Exif()
+    ex[0x010F] = "TestMaker"
     p = tmp_path / "e.png"
-    png16.encode(png16.PNG16(px), open(p, "wb"))
-    np.testing.assert_array_equal(np.asarray(Image.open(p)), (px >> 8).astype(np.uint8))
+    with open(p, "wb") as f:
+        png16.encode(png16.PNG16(px, icc_profile=icc, exif=ex.tobytes()[6:]), f)
+    im = Image.open(p)
+    np.testing.assert_array_equal(np.asarray(im), (px >> 8).astype(np.uint8))
+    assert im.info.get("icc_profile") == icc  # our iCCP and eXIf chunks are valid for another reader
+    assert im.getexif().get(0x010F) == "TestMaker"
+
+
+def _damaged_png16(kind):
+    px = RNG.integers(0, 65536, (8, 8, 3), dtype=np.uint16)
+    raw = _filtered(px)
+    good = _png16_bytes(8, 8, 3, raw)
+    if kind == "crc":
+        data = bytearray(good)
+        data[60] ^= 0xFF  # inside IDAT
+        return bytes(data)
+    if kind == "truncated":
+        return good[:len(good) // 2]
+    if kind == "no IEND":
+        return good[:-12]
+    if kind == "bad zlib":
+        return _png16_bytes(8, 8, 3, raw, idat=b"\x78\x9c" + bytes(range(40)))
+    if kind == "rows missing":
+        return _png16_bytes(8, 8, 3, raw[:len(raw) * 5 // 8])
+    if kind == "bad filter type":
+        return _png16_bytes(8, 8, 3, b"\x07" + raw[1:])
+    if kind == "interlaced, data short":
+        return _png16_bytes(8, 8, 3, _adam7_raw(px)[:-40], interlace=1)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["crc", "truncated", "no IEND", "bad zlib", "rows missing", "bad filter type",
+                                  "interlaced, data short"])
+def test_png16_damage_is_corrupt_image_error(tmp_path, kind):
+    p = tmp_path / "bad16.png"
+    p.write_bytes(_damaged_png16(kind))
+    with pytest.raises(png16.PNGError):
+        png16.decode(p)
+    with pytest.raises(CorruptImageError, match="bad16.png: cannot decode 16-bit PNG: .+"):
+        load_image(p)
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
