@@ -105,6 +105,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument("--eval-data", default="auto",
                    help="benchmark folder (HR/, LR_bicubic/X<s>/) for the INT8 accuracy check; 'auto' finds it "
                         "from --calib-data, 'none' skips it")
+    c.add_argument("--int8-keep-float", nargs="+", default=[], metavar="REGEX",
+                   help="node-name regexes kept in float besides the defaults (mean shift, mask branch, tail); "
+                        "see python -m calibration.layerwise")
     c.add_argument("--threads", type=int, default=None, help="CPU threads for calibration/evaluation")
     return ap.parse_args(argv)
 
@@ -196,7 +199,7 @@ def _add_int8(args: argparse.Namespace, onnx_set: OnnxSet) -> None:
         eval_data = Path(args.eval_data)
     art = make_int8_graphs(onnx_set.graphs["reference"], onnx_set.graphs.get("deploy"), args.calib_data,
                            args.out_dir, onnx_set.scale, args.calib_method, config, args.calib_percentile,
-                           eval_data, args.threads, log)
+                           eval_data, args.threads, log, tuple(args.int8_keep_float))
     onnx_set.graphs["reference_int8"] = art.reference
     if art.deploy is not None:
         onnx_set.graphs["deploy_int8"] = art.deploy
@@ -235,7 +238,8 @@ def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet) -> Path:
     opts = BuildOptions(profile=profile, opt_level=args.opt_level, workspace_bytes=args.workspace_mb << 20,
                         compute_capabilities=args.compute_capability,
                         hardware_compatibility=args.hardware_compatibility, timing_cache=cache,
-                        plugin_library=plugin, verbose=args.verbose, progress=not args.no_progress)
+                        plugin_library=plugin, verbose=args.verbose, progress=not args.no_progress,
+                        precision=args.precision)
     log(f"building {key} engine with {adapter.name} {adapter.version}: {onnx_path.name}, profile {profile.describe()}"
         + (f", plugin {plugin}" if plugin else ""))
     result = adapter.build(onnx_path, opts)

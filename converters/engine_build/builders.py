@@ -45,6 +45,7 @@ class BuildOptions:
     plugin_library: Path | None = None
     verbose: bool = False
     progress: bool = True
+    precision: str = "fp16"  # of the ONNX graph (strongly typed); fp32 turns TF32 off so FP32 means FP32
 
 
 @dataclass
@@ -152,6 +153,8 @@ class BuilderAdapter:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
         if options.hardware_compatibility == "ampere+":
             config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+        if options.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+            config.clear_flag(trt.BuilderFlag.TF32)  # the FP32 engine is the accuracy baseline
         self.apply_targets(config, ccs, options)
         cache = None
         if options.timing_cache is not None:
@@ -169,8 +172,14 @@ class BuilderAdapter:
         serialized = builder.build_serialized_network(network, config)
         seconds = time.perf_counter() - start
         if serialized is None:
+            errors = logger.errors()
+            hint = ""
+            if any("OutOfMemory" in e for e in errors):
+                hint = (f" (a layer or the plugin needs more scratch memory than the workspace limit of "
+                        f"{options.workspace_bytes >> 20} MiB: raise --workspace-mb, or lower the profile's max shape "
+                        "or batch)")
             raise BuildError(f"{self.name} failed to build {onnx_path}: "
-                             + ("; ".join(logger.errors()[-5:]) or "no error message (rerun with --verbose)"))
+                             + ("; ".join(errors[-5:]) or "no error message (rerun with --verbose)") + hint)
         saved = False
         if options.timing_cache is not None:
             blob = bytes(config.get_timing_cache().serialize())

@@ -18,6 +18,7 @@ def make_progress_monitor(trt, stream=None):
             self._order: list[str] = []
             self._start = time.perf_counter()
             self._tty = hasattr(stream, "isatty") and stream.isatty()
+            self._last_draw = 0.0
             self.phases_seen: list[str] = []
 
         def phase_start(self, phase_name, parent_phase, num_steps):
@@ -32,7 +33,7 @@ def make_progress_monitor(trt, stream=None):
         def step_complete(self, phase_name, step):
             if phase_name in self._phases:
                 self._phases[phase_name] = (step + 1, self._phases[phase_name][1])
-            self._draw()
+            self._draw(throttle=True)
             return True  # never cancel
 
         def phase_finish(self, phase_name):
@@ -42,9 +43,11 @@ def make_progress_monitor(trt, stream=None):
             if not self._order and self._tty:
                 print("\r\033[K", end="", file=stream, flush=True)
 
-        def _draw(self):
-            if not self._tty:
+        def _draw(self, throttle: bool = False):
+            now = time.perf_counter()
+            if not self._tty or (throttle and now - self._last_draw < 0.1):  # thousands of steps: 10 redraws/s
                 return
+            self._last_draw = now
             text = " > ".join(f"{n} {s}/{t}" for n, (s, t) in ((n, self._phases[n]) for n in self._order))
             print(f"\r\033[K  [{time.perf_counter() - self._start:6.1f}s] {text[-150:]}", end="", file=stream,
                   flush=True)
