@@ -27,5 +27,4 @@ def convert_to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
             for attr in node.attribute:
                 if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
                     attr.i = onnx.TensorProto.FLOAT16
-    del out.graph.value_info[:]  # re-inferred on validation; stale entries would contradict the fix-up
     return out

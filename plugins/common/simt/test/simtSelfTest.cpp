@@ -1,0 +1,314 @@
+// Self-test of the CPU SIMT execution layer: each CUDA feature the kernels rely on computes the right thing, and
+// each class of bug it promises to catch (deadlock, divergent barrier, missing __syncthreads, misaligned WMMA,
+// uninitialised shared memory) is reported. Tiny kernels written here, in CUDA spelling.
+#include "simt/simt_portable.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace
+{
+int gFailures = 0;
+void check(bool ok, char const* what)
+{
+    std::printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+    gFailures += !ok;
+}
+
+__global__ void indexKernel(int* out)
+{
+    int const bx = blockIdx.x + gridDim.x * blockIdx.y;
+    int const t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    int const perBlock = blockDim.x * blockDim.y * blockDim.z;
+    out[bx * perBlock + t] = bx * 1000 + t;
+}
+
+__global__ void reverseKernel(int const* in, int* out, int n)
+{
+    __shared__ int s[256];
+    int const t = threadIdx.x;
+    s[t] = in[blockIdx.x * n + t];
+    __syncthreads();
+    out[blockIdx.x * n + t] = s[n - 1 - t];
+}
+
+// The same without the barrier: a race that the warp-order scheduling must expose.
+__global__ void reverseRacyKernel(int const* in, int* out, int n)
+{
+    __shared__ int s[256];
+    int const t = threadIdx.x;
+    s[t] = in[blockIdx.x * n + t] + 1000 * blockIdx.x; // different per block: stale data is wrong data
+    out[blockIdx.x * n + t] = s[n - 1 - t];
+}
+
+__global__ void dynSmemKernel(float* out, int n)
+{
+    SIMT_DYNAMIC_SHARED(float, s);
+    int const t = threadIdx.x;
+    if (t < n / 2)
+        s[t] = float(t);
+    __syncthreads();
+    out[t] = s[t]; // upper half never written: must read the poison (NaN), not zeros
+}
+
+__global__ void warpKernel(int* sums, unsigned* ballots, int* down)
+{
+    int const t = threadIdx.x;
+    int v = t;
+    unsigned const m = __activemask();
+    int const lanes = __popc(m); // 32, or 16 in the partial warp (whose partners must stay inside the mask)
+    for (int o = lanes / 2; o > 0; o >>= 1)
+        v += __shfl_xor_sync(m, v, o);
+    sums[t] = v;
+    ballots[t] = __ballot_sync(m, t % 3 == 0);
+    down[t] = __shfl_down_sync(m, t * 10, 1, lanes); // width = lanes keeps sources inside the mask
+}
+
+__global__ void earlyExitDeadlockKernel(int* out)
+{
+    if (threadIdx.x >= 16)
+        return;
+    __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+__global__ void warpDeadlockKernel(int* out)
+{
+    if (threadIdx.x != 5)
+        __syncwarp();
+    out[threadIdx.x] = 1;
+}
+
+__global__ void divergentBarrierKernel(int* out)
+{
+    if (threadIdx.x < 64)
+        __syncthreads();
+    else
+        __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+__global__ void wmmaKernel(__half const* a, __half const* b, float* c, int misalign)
+{
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> fa;
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::col_major> fb;
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> fc;
+    nvcuda::wmma::fill_fragment(fc, 1.0f);
+    nvcuda::wmma::load_matrix_sync(fa, a + misalign, 16);
+    nvcuda::wmma::load_matrix_sync(fb, b, 16);
+    nvcuda::wmma::mma_sync(fc, fa, fb, fc);
+    for (int i = 0; i < fc.num_elements; ++i)
+        fc.x[i] *= 2.0f; // element-wise work on fragments is layout-independent
+    nvcuda::wmma::store_matrix_sync(c, fc, 16, nvcuda::wmma::mem_row_major);
+}
+
+void testIndices()
+{
+    std::vector<int> out(2 * 3 * 4 * 5 * 2, -1);
+    int* d = nullptr;
+    cudaMalloc(&d, out.size() * sizeof(int));
+    SIMT_LAUNCH(indexKernel, dim3(2, 3), dim3(4, 5, 2), 0, nullptr)(d);
+    cudaMemcpy(out.data(), d, out.size() * sizeof(int), cudaMemcpyDeviceToHost);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (int b = 0; b < 6; ++b)
+        for (int t = 0; t < 40; ++t)
+            ok &= out[b * 40 + t] == b * 1000 + t;
+    check(ok, "threadIdx/blockIdx/blockDim/gridDim cover a 2D grid of 3D blocks");
+    cudaFree(d);
+}
+
+bool runReverse(bool racy, simt::WarpOrder order)
+{
+    simt::setWarpOrder(order, 5);
+    int const n = 256, blocks = 3;
+    std::vector<int> in(n * blocks), out(n * blocks);
+    for (int i = 0; i < n * blocks; ++i)
+        in[i] = i;
+    int *dIn, *dOut;
+    cudaMalloc(&dIn, in.size() * 4);
+    cudaMalloc(&dOut, out.size() * 4);
+    cudaMemcpy(dIn, in.data(), in.size() * 4, cudaMemcpyHostToDevice);
+    if (racy)
+        SIMT_LAUNCH(reverseRacyKernel, dim3(blocks), dim3(n), 0, nullptr)(dIn, dOut, n);
+    else
+        SIMT_LAUNCH(reverseKernel, dim3(blocks), dim3(n), 0, nullptr)(dIn, dOut, n);
+    cudaMemcpy(out.data(), dOut, out.size() * 4, cudaMemcpyDeviceToHost);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (int b = 0; b < blocks; ++b)
+        for (int t = 0; t < n; ++t)
+            ok &= out[b * n + t] == in[b * n + n - 1 - t] + (racy ? 1000 * b : 0);
+    cudaFree(dIn);
+    cudaFree(dOut);
+    return ok;
+}
+
+void testBarriersAndRaces()
+{
+    for (auto o : {simt::WarpOrder::kAscending, simt::WarpOrder::kDescending, simt::WarpOrder::kRandom})
+    {
+        simt::setWarpOrder(o);
+        char msg[128];
+        std::snprintf(msg, sizeof msg, "__syncthreads + static __shared__ (block reverse), %s warp order",
+            simt::warpOrderName());
+        check(runReverse(false, o), msg);
+        std::snprintf(msg, sizeof msg, "missing __syncthreads is exposed as wrong data, %s warp order",
+            simt::warpOrderName());
+        check(!runReverse(true, o), msg);
+    }
+    simt::setWarpOrder(simt::WarpOrder::kAscending);
+}
+
+void testDynamicSmemPoison()
+{
+    int const n = 64;
+    float* d;
+    cudaMalloc(&d, n * 4);
+    SIMT_LAUNCH(dynSmemKernel, dim3(2), dim3(n), n * sizeof(float), nullptr)(d, n);
+    std::vector<float> out(n);
+    cudaMemcpy(out.data(), d, n * 4, cudaMemcpyDeviceToHost);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (int t = 0; t < n; ++t)
+        ok &= t < n / 2 ? out[t] == float(t) : std::isnan(out[t]);
+    check(ok, "dynamic shared memory works and unwritten bytes read as NaN poison");
+    cudaFree(d);
+}
+
+void testWarpIntrinsics()
+{
+    int const n = 48; // one full and one partial warp
+    int *sums, *down;
+    unsigned* ballots;
+    cudaMalloc(&sums, n * 4);
+    cudaMalloc(&down, n * 4);
+    cudaMalloc(&ballots, n * 4);
+    SIMT_LAUNCH(warpKernel, dim3(1), dim3(n), 0, nullptr)(sums, ballots, down);
+    std::vector<int> s(n), dn(n);
+    std::vector<unsigned> b(n);
+    cudaMemcpy(s.data(), sums, n * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(dn.data(), down, n * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(b.data(), ballots, n * 4, cudaMemcpyDeviceToHost);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    for (int t = 0; t < n; ++t)
+    {
+        int const w = t / 32, lanes = w == 0 ? 32 : 16;
+        int sum = 0;
+        unsigned bal = 0;
+        for (int l = 0; l < lanes; ++l)
+        {
+            sum += w * 32 + l;
+            if ((w * 32 + l) % 3 == 0)
+                bal |= 1u << l;
+        }
+        int const lane = t % 32;
+        int const expectDown = lane + 1 < lanes ? (t + 1) * 10 : t * 10;
+        ok &= s[t] == sum;
+        ok &= b[t] == bal;
+        ok &= dn[t] == expectDown;
+    }
+    check(ok, "__shfl_xor_sync / __shfl_down_sync / __ballot_sync / __activemask");
+    cudaFree(sums);
+    cudaFree(down);
+    cudaFree(ballots);
+}
+
+void testWmma()
+{
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> u(-2.f, 2.f);
+    std::vector<__half> a(16 * 16 + 8), b(16 * 16);
+    std::vector<float> af(16 * 16), bf(16 * 16);
+    for (int i = 0; i < 256; ++i)
+    {
+        a[i] = __float2half_rn(u(rng));
+        b[i] = __float2half_rn(u(rng));
+        af[i] = __half2float(a[i]);
+        bf[i] = __half2float(b[i]);
+    }
+    __half *da, *db;
+    float* dc;
+    cudaMalloc(&da, a.size() * 2);
+    cudaMalloc(&db, b.size() * 2);
+    cudaMalloc(&dc, 256 * 4);
+    cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice);
+    SIMT_LAUNCH(wmmaKernel, dim3(1), dim3(32), 0, nullptr)(da, db, dc, 0);
+    std::vector<float> c(256);
+    cudaMemcpy(c.data(), dc, 256 * 4, cudaMemcpyDeviceToHost);
+    bool ok = cudaGetLastError() == cudaSuccess;
+    double maxErr = 0;
+    for (int r = 0; r < 16; ++r)
+        for (int col = 0; col < 16; ++col)
+        {
+            double acc = 1.0;
+            for (int k = 0; k < 16; ++k)
+                acc += double(af[r * 16 + k]) * bf[col * 16 + k]; // B is col-major
+            maxErr = std::max(maxErr, std::fabs(2.0 * acc - c[r * 16 + col]));
+        }
+    check(ok && maxErr < 1e-4, "wmma m16n16k16 half->float (row-major A, col-major B) matches a naive product");
+    SIMT_LAUNCH(wmmaKernel, dim3(1), dim3(32), 0, nullptr)(da, db, dc, 1); // a+1: 2-byte aligned only
+    check(cudaGetLastError() == cudaErrorLaunchFailure, "misaligned wmma::load_matrix_sync pointer is reported");
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+}
+
+void testDeadlocks()
+{
+    int* d;
+    cudaMalloc(&d, 128 * 4);
+    SIMT_LAUNCH(earlyExitDeadlockKernel, dim3(1), dim3(64), 0, nullptr)(d);
+    check(cudaGetLastError() == cudaErrorLaunchFailure, "__syncthreads after some threads exited is reported");
+    SIMT_LAUNCH(warpDeadlockKernel, dim3(1), dim3(32), 0, nullptr)(d);
+    check(cudaGetLastError() == cudaErrorLaunchFailure, "__syncwarp missing a lane is reported as a deadlock, not a hang");
+    SIMT_LAUNCH(divergentBarrierKernel, dim3(1), dim3(128), 0, nullptr)(d);
+    check(cudaGetLastError() == cudaErrorLaunchFailure, "__syncthreads at two different source lines is reported");
+    SIMT_LAUNCH(indexKernel, dim3(1), dim3(2048), 0, nullptr)(d);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration, "a block of 2048 threads is an invalid configuration");
+    // The layer recovers: a good launch after the failures.
+    testIndices();
+    cudaFree(d);
+}
+
+void testHalf()
+{
+    bool ok = true;
+    for (uint32_t h = 0; h < 0x10000; ++h)
+    {
+        __half x{uint16_t(h)};
+        float const f = __half2float(x);
+        if (std::isnan(f))
+            continue;
+        ok &= __float2half_rn(f).bits == h;
+    }
+#if defined(__FLT16_MAX__)
+    std::mt19937 rng(9);
+    std::uniform_real_distribution<float> u(-70000.f, 70000.f);
+    std::uniform_real_distribution<float> small(-1e-4f, 1e-4f);
+    for (int i = 0; i < 200000; ++i)
+    {
+        float const f = i % 2 ? u(rng) : small(rng);
+        _Float16 const r = static_cast<_Float16>(f);
+        uint16_t bits;
+        std::memcpy(&bits, &r, 2);
+        ok &= __float2half_rn(f).bits == bits;
+    }
+#endif
+    check(ok, "__half conversions: exact round trip of all halves, round-to-nearest-even like the compiler's _Float16");
+}
+} // namespace
+
+int main()
+{
+    testIndices();
+    testBarriersAndRaces();
+    testDynamicSmemPoison();
+    testWarpIntrinsics();
+    testWmma();
+    testDeadlocks();
+    testHalf();
+    std::printf(gFailures ? "FAILED: %d check(s)\n" : "PASSED\n", gFailures);
+    return gFailures ? 1 : 0;
+}

@@ -1,0 +1,262 @@
+#include "pluginChecks.h"
+
+#include <cstring>
+
+namespace smsr
+{
+namespace plugin
+{
+namespace
+{
+
+using nvinfer1::DataType;
+using nvinfer1::Dims;
+using nvinfer1::PluginFieldType;
+
+// Reads `length` integers of an INT32/INT64 field into out[]; "" or a message.
+std::string readInts(nvinfer1::PluginField const& f, int32_t* out, int32_t count)
+{
+    std::string const name = f.name;
+    if (f.type != PluginFieldType::kINT32 && f.type != PluginFieldType::kINT64)
+        return "field '" + name + "' must hold integers (INT32 or INT64), got field type "
+            + std::to_string(static_cast<int32_t>(f.type));
+    if (f.length != count)
+        return "field '" + name + "' must have " + std::to_string(count) + " values (one per layer), got "
+            + std::to_string(f.length);
+    if (f.data == nullptr)
+        return "field '" + name + "' has no data";
+    for (int32_t i = 0; i < count; ++i)
+    {
+        int64_t v = 0;
+        if (f.type == PluginFieldType::kINT32)
+            v = static_cast<int32_t const*>(f.data)[i];
+        else
+            v = static_cast<int64_t const*>(f.data)[i];
+        if (v < INT32_MIN || v > INT32_MAX)
+            return "field '" + name + "'[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range";
+        out[i] = static_cast<int32_t>(v);
+    }
+    return {};
+}
+
+bool known(int64_t d) noexcept
+{
+    return d >= 0;
+}
+
+std::string expectedDims(int64_t const* e, int32_t n)
+{
+    Dims d{};
+    d.nbDims = n;
+    for (int32_t i = 0; i < n; ++i)
+        d.d[i] = e[i];
+    return dimsString(d);
+}
+
+// Compares the known dims of input `index` with `expected` (entries < 0 are "any").
+std::string matchDims(Dims const& got, int32_t index, int64_t const* expected, int32_t n, char const* why)
+{
+    bool ok = got.nbDims == n;
+    for (int32_t i = 0; ok && i < n; ++i)
+        ok = !known(got.d[i]) || !known(expected[i]) || got.d[i] == expected[i];
+    if (ok)
+        return {};
+    return std::string(inputName(index)) + " has shape " + dimsString(got) + ", expected " + expectedDims(expected, n)
+        + " (" + why + ")";
+}
+
+} // namespace
+
+char const* inputName(int32_t index) noexcept
+{
+    static char const* const kNames[kNB_INPUTS] = {"x", "mask", "w0", "w1", "w2", "w3", "wc", "bc"};
+    return index >= 0 && index < kNB_INPUTS ? kNames[index] : "?";
+}
+
+char const* typeName(DataType type) noexcept
+{
+    // By value: older 10.x headers lack some enumerators.
+    switch (static_cast<int32_t>(type))
+    {
+    case 0: return "FLOAT";
+    case 1: return "HALF";
+    case 2: return "INT8";
+    case 3: return "INT32";
+    case 4: return "BOOL";
+    case 5: return "UINT8";
+    case 6: return "FP8";
+    case 7: return "BF16";
+    case 8: return "INT64";
+    case 9: return "INT4";
+    case 10: return "FP4";
+    case 11: return "E8M0";
+    default: return "UNKNOWN";
+    }
+}
+
+std::string dimsString(Dims const& dims)
+{
+    if (dims.nbDims < 0 || dims.nbDims > Dims::MAX_DIMS)
+        return "[invalid rank " + std::to_string(dims.nbDims) + "]";
+    std::string s = "[";
+    for (int32_t i = 0; i < dims.nbDims; ++i)
+    {
+        if (i)
+            s += "x";
+        s += known(dims.d[i]) ? std::to_string(dims.d[i]) : std::string("?");
+    }
+    return s + "]";
+}
+
+std::string parseFields(nvinfer1::PluginFieldCollection const* fc, BlockConfig& cfg, std::string& warnings)
+{
+    if (fc == nullptr)
+        return "no plugin fields given (need dense_channels and sparse_channels)";
+    if (fc->nbFields < 0 || (fc->nbFields > 0 && fc->fields == nullptr))
+        return "malformed plugin field collection";
+    bool haveDense = false;
+    bool haveSparse = false;
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        nvinfer1::PluginField const& f = fc->fields[i];
+        if (f.name == nullptr)
+            return "plugin field " + std::to_string(i) + " has no name";
+        bool const isDense = std::strcmp(f.name, kFIELD_DENSE) == 0;
+        bool const isSparse = std::strcmp(f.name, kFIELD_SPARSE) == 0;
+        if (!isDense && !isSparse)
+        {
+            warnings += std::string(warnings.empty() ? "" : ", ") + "'" + f.name + "'";
+            continue;
+        }
+        bool& seen = isDense ? haveDense : haveSparse;
+        if (seen)
+            return std::string("field '") + f.name + "' given twice";
+        seen = true;
+        std::string err = readInts(f, isDense ? cfg.dense : cfg.sparse, kSparseBlockLayers);
+        if (!err.empty())
+            return err;
+    }
+    if (!warnings.empty())
+        warnings = "ignoring unknown field(s) " + warnings;
+    if (!haveDense)
+        return "missing field 'dense_channels' (4 ints: dense output channels of each layer)";
+    if (!haveSparse)
+        return "missing field 'sparse_channels' (4 ints: sparse output channels of each layer)";
+    return checkConfig(cfg);
+}
+
+std::string checkConfig(BlockConfig const& cfg)
+{
+    for (int32_t l = 0; l < kSparseBlockLayers; ++l)
+    {
+        std::string const at = "[" + std::to_string(l) + "] = ";
+        if (cfg.dense[l] < 0)
+            return "dense_channels" + at + std::to_string(cfg.dense[l]) + " is negative";
+        if (cfg.sparse[l] < 0)
+            return "sparse_channels" + at + std::to_string(cfg.sparse[l]) + " is negative";
+        if (cfg.dense[l] > kMAX_CHANNELS || cfg.sparse[l] > kMAX_CHANNELS)
+            return "layer " + std::to_string(l) + " has more than " + std::to_string(kMAX_CHANNELS) + " channels";
+        if (cfg.dense[l] + cfg.sparse[l] < 1)
+            return "layer " + std::to_string(l)
+                + " has no output channel (dense_channels + sparse_channels must be >= 1)";
+    }
+    return {};
+}
+
+std::string checkInputTypes(DataType const* types, int32_t nbInputs)
+{
+    if (nbInputs != kNB_INPUTS || types == nullptr)
+        return "expects " + std::to_string(kNB_INPUTS) + " inputs (x, mask, w0, w1, w2, w3, wc, bc), got "
+            + std::to_string(nbInputs);
+    DataType const t = types[kIN_X];
+    if (t != DataType::kFLOAT && t != DataType::kHALF)
+        return std::string("x has type ") + typeName(t) + "; supported types are FLOAT and HALF";
+    for (int32_t i = 1; i < nbInputs; ++i)
+        if (types[i] != t)
+            return std::string(inputName(i)) + " has type " + typeName(types[i]) + " but x has type " + typeName(t)
+                + "; all inputs (including mask and weights) must share one type";
+    return {};
+}
+
+std::string checkInputDims(Dims const* dims, int32_t nbInputs, BlockConfig const& cfg)
+{
+    if (nbInputs != kNB_INPUTS || dims == nullptr)
+        return "expects " + std::to_string(kNB_INPUTS) + " inputs (x, mask, w0, w1, w2, w3, wc, bc), got "
+            + std::to_string(nbInputs);
+    Dims const& x = dims[kIN_X];
+    if (x.nbDims != 4)
+        return "x must be 4-D (N x C x H x W), got " + dimsString(x);
+    for (int32_t i = 0; i < 4; ++i)
+        if (x.d[i] == 0)
+            return "x has an empty dimension: " + dimsString(x);
+    int64_t const n = x.d[0];
+    int64_t const h = x.d[2];
+    int64_t const w = x.d[3];
+    // Channel count C: from x, else from the collect weights (both must agree below).
+    int64_t c = x.d[1];
+    if (!known(c) && dims[kIN_WC].nbDims >= 1)
+        c = dims[kIN_WC].d[0];
+
+    int64_t const maskShape[4] = {n, 1, h, w};
+    std::string err = matchDims(dims[kIN_MASK], kIN_MASK, maskShape, 4, "N x 1 x H x W of x");
+    if (!err.empty())
+        return err;
+
+    int64_t collectIn = 0;
+    for (int32_t l = 0; l < kSparseBlockLayers; ++l)
+    {
+        int64_t const out = int64_t(cfg.dense[l]) + cfg.sparse[l];
+        int64_t const in = l == 0 ? c : int64_t(cfg.dense[l - 1]) + cfg.sparse[l - 1];
+        int64_t const wShape[4] = {out, in, 3, 3};
+        std::string const why = "dense_channels[" + std::to_string(l) + "] + sparse_channels[" + std::to_string(l)
+            + "] output channels, " + (l == 0 ? std::string("C of x") : "layer " + std::to_string(l - 1) + "'s")
+            + " input channels, 3x3 kernel";
+        err = matchDims(dims[kIN_W0 + l], kIN_W0 + l, wShape, 4, why.c_str());
+        if (!err.empty())
+            return err;
+        collectIn += out;
+    }
+    Dims const& wc = dims[kIN_WC];
+    int64_t const wcShape[4] = {c, collectIn, 1, 1};
+    char const* const wcWhy = "C x sum of all layers' output channels (x 1 x 1)";
+    // The 1x1 collect weights may come as C x K x 1 x 1 or as C x K.
+    err = matchDims(wc, kIN_WC, wcShape, wc.nbDims == 2 ? 2 : 4, wcWhy);
+    if (!err.empty())
+        return err;
+    int64_t const bcShape[1] = {c};
+    return matchDims(dims[kIN_BC], kIN_BC, bcShape, 1, "C");
+}
+
+SparseBlockShape makeShape(Dims const& x, BlockConfig const& cfg) noexcept
+{
+    SparseBlockShape s{};
+    if (x.nbDims == 4)
+    {
+        // Clamp so an absurd dimension fails validation instead of wrapping around.
+        auto const clamp = [](int64_t v) { return static_cast<int32_t>(v < 0 ? -1 : (v > INT32_MAX ? INT32_MAX : v)); };
+        s.batch = clamp(x.d[0]);
+        s.channels = clamp(x.d[1]);
+        s.height = clamp(x.d[2]);
+        s.width = clamp(x.d[3]);
+    }
+    for (int32_t l = 0; l < kSparseBlockLayers; ++l)
+    {
+        s.dense[l] = cfg.dense[l];
+        s.sparse[l] = cfg.sparse[l];
+    }
+    return s;
+}
+
+bool toKernelType(DataType type, smsr::DataType& out) noexcept
+{
+    if (type == DataType::kFLOAT)
+        out = smsr::DataType::kFLOAT;
+    else if (type == DataType::kHALF)
+        out = smsr::DataType::kHALF;
+    else
+        return false;
+    return true;
+}
+
+} // namespace plugin
+} // namespace smsr

@@ -1,0 +1,111 @@
+/*
+ * SMSRSparseBlock TensorRT plugin (IPluginV3, plugin version "1"): a thin adapter over the kernel library
+ * (kernels/sparseBlockKernels.h). One plugin layer computes one SMSR sparse mask block.
+ *
+ * Fields = the ONNX node's attributes: dense_channels (4 ints), sparse_channels (4 ints).
+ * Inputs: x N×C×H×W, mask N×1×H×W, w0..w3 (D_l+S_l)×Cin_l×3×3, wc C×ΣCout×1×1, bc C; output y N×C×H×W.
+ * Types: linear FP32 or FP16, all I/O one type.
+ *
+ * Only enqueue touches CUDA: creation, clone, the build-phase methods and serialization run on build
+ * machines without a GPU (TensorRT-RTX ahead-of-time builds, CI).
+ */
+#pragma once
+
+#include "pluginChecks.h"
+
+#include <NvInferRuntime.h>
+
+#include <string>
+#include <vector>
+
+namespace smsr
+{
+namespace plugin
+{
+
+class SMSRSparseBlockPlugin final : public nvinfer1::IPluginV3,
+                                    public nvinfer1::IPluginV3OneCore,
+                                    public nvinfer1::IPluginV3OneBuild,
+                                    public nvinfer1::IPluginV3OneRuntime
+{
+public:
+    SMSRSparseBlockPlugin(std::string layerName, BlockConfig const& cfg);
+    SMSRSparseBlockPlugin(SMSRSparseBlockPlugin const& other);
+    SMSRSparseBlockPlugin& operator=(SMSRSparseBlockPlugin const&) = delete;
+    ~SMSRSparseBlockPlugin() override;
+
+    //! Number of plugin objects alive in this library (destructor-balance checks in tests).
+    static int64_t liveObjects() noexcept;
+
+    // IPluginV3
+    nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
+    nvinfer1::IPluginV3* clone() noexcept override;
+
+    // IPluginV3OneCore
+    char const* getPluginName() const noexcept override { return kPLUGIN_NAME; }
+    char const* getPluginVersion() const noexcept override { return kPLUGIN_VERSION; }
+    char const* getPluginNamespace() const noexcept override { return kPLUGIN_NAMESPACE; }
+
+    // IPluginV3OneBuild
+    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
+    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
+        nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
+    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
+        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
+        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
+    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+        int32_t nbOutputs) noexcept override;
+    int32_t getNbOutputs() const noexcept override { return kNB_OUTPUTS; }
+    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
+    char const* getMetadataString() noexcept override { return mMetadata.c_str(); }
+
+    // IPluginV3OneRuntime
+    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
+        int32_t nbOutputs) noexcept override;
+    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
+    nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override;
+    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
+
+    BlockConfig const& config() const noexcept { return mCfg; }
+
+private:
+    //! Logs "SMSRSparseBlock '<layer>': <msg>" (and reports it to the context's error recorder at runtime).
+    void fail(std::string const& msg) const noexcept;
+    //! Full check of concrete runtime descriptors; "" when fine.
+    std::string checkRuntime(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) const;
+
+    std::string mLayerName;
+    BlockConfig mCfg;
+    std::string mMetadata;
+    nvinfer1::IErrorRecorder* mRecorder{nullptr};
+    std::vector<nvinfer1::PluginField> mSerialFields;
+    nvinfer1::PluginFieldCollection mSerialFC{};
+};
+
+class SMSRSparseBlockPluginCreator final : public nvinfer1::IPluginCreatorV3One
+{
+public:
+    SMSRSparseBlockPluginCreator();
+    ~SMSRSparseBlockPluginCreator() override = default;
+
+    nvinfer1::IPluginV3* createPlugin(
+        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
+    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override { return &mFieldNames; }
+    char const* getPluginName() const noexcept override { return kPLUGIN_NAME; }
+    char const* getPluginVersion() const noexcept override { return kPLUGIN_VERSION; }
+    char const* getPluginNamespace() const noexcept override { return kPLUGIN_NAMESPACE; }
+
+private:
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mFieldNames{};
+};
+
+//! The library's one creator object (getCreators returns it; the auto-registering variant registers it).
+nvinfer1::IPluginCreatorV3One& libraryCreator() noexcept;
+
+} // namespace plugin
+} // namespace smsr

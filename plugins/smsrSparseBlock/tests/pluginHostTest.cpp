@@ -1,0 +1,578 @@
+/*
+ * Host-side test of libsmsr_trt_plugin.so (no GPU, no TensorRT library needed).
+ *
+ * Loads the plugin library with dlopen exactly as TensorRT's registry does (setLoggerFinder + getCreators) and
+ * drives every host method of the creator and plugin: creation from fields and bad field sets, clone, serialize ->
+ * recreate in the runtime phase, output types, format negotiation, shape validation, workspace sizing against the
+ * kernel library, runtime shape checks, enqueue's validation path (returns before any CUDA call), logging through
+ * both logger-finder layouts (TensorRT 10 and TensorRT 11 / TensorRT-RTX) and without a logger, the error
+ * recorder, and destructor balance. The engine-build tests (tests/test_trt_plugin.py) cover the same methods
+ * called by a real TensorRT builder.
+ *
+ * usage: smsr_trt_plugin_host_test <path/to/libsmsr_trt_plugin.so>
+ */
+#include "kernels/sparseBlockKernels.h"
+
+#include <NvInferRuntime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <dlfcn.h>
+#include <string>
+#include <vector>
+
+using namespace nvinfer1;
+
+namespace
+{
+
+int gFailures = 0;
+int gChecks = 0;
+
+#define CHECK(cond)                                                                                                    \
+    do                                                                                                                 \
+    {                                                                                                                  \
+        ++gChecks;                                                                                                     \
+        if (!(cond))                                                                                                   \
+        {                                                                                                              \
+            ++gFailures;                                                                                               \
+            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                       \
+        }                                                                                                              \
+    } while (0)
+
+// ---- loggers -------------------------------------------------------------------------------------------------
+std::vector<std::string> gMessages; // every message any test logger received
+
+bool logged(char const* needle)
+{
+    for (auto const& m : gMessages)
+        if (m.find(needle) != std::string::npos)
+            return true;
+    return false;
+}
+
+#if NV_TENSORRT_MAJOR < 11
+// TensorRT 10.x layout (what these headers declare).
+class LegacyLogger : public ILogger
+{
+public:
+    void log(Severity, AsciiChar const* msg) noexcept override { gMessages.emplace_back(std::string("legacy:") + msg); }
+};
+class LegacyFinder : public ILoggerFinder
+{
+public:
+    ILogger* findLogger() override { return mLogger; }
+    ILogger* mLogger{nullptr};
+};
+#endif
+
+// TensorRT 11.x / TensorRT-RTX layout: IVersionedInterface first (mirrors those headers).
+class VersionedLogger : public IVersionedInterface
+{
+public:
+    InterfaceInfo getInterfaceInfo() const noexcept override { return {"ILogger", 1, 0}; }
+    virtual void log(ILogger::Severity, AsciiChar const* msg) noexcept
+    {
+        gMessages.emplace_back(std::string("versioned:") + msg);
+    }
+};
+class VersionedFinder : public IVersionedInterface
+{
+public:
+    InterfaceInfo getInterfaceInfo() const noexcept override { return {"ILoggerFinder", 1, 0}; }
+    virtual VersionedLogger* findLogger() { return &mLogger; }
+    VersionedLogger mLogger;
+};
+
+class TestRecorder : public IErrorRecorder
+{
+public:
+    int32_t getNbErrors() const noexcept override { return static_cast<int32_t>(mErrors.size()); }
+    ErrorCode getErrorCode(int32_t) const noexcept override { return ErrorCode::kINVALID_ARGUMENT; }
+    ErrorDesc getErrorDesc(int32_t i) const noexcept override { return mErrors[i].c_str(); }
+    bool hasOverflowed() const noexcept override { return false; }
+    void clear() noexcept override { mErrors.clear(); }
+    bool reportError(ErrorCode, ErrorDesc desc) noexcept override
+    {
+        mErrors.emplace_back(desc);
+        return true;
+    }
+    RefCount incRefCount() noexcept override { return 1; }
+    RefCount decRefCount() noexcept override { return 0; }
+    std::vector<std::string> mErrors;
+};
+
+class TestContext : public IPluginResourceContext
+{
+public:
+    IGpuAllocator* getGpuAllocator() const noexcept override { return nullptr; }
+    IErrorRecorder* getErrorRecorder() const noexcept override { return mRecorder; }
+    IErrorRecorder* mRecorder{nullptr};
+};
+
+// ---- library -------------------------------------------------------------------------------------------------
+using GetCreatorsFn = IPluginCreatorInterface* const* (*) (int32_t&);
+using SetLoggerFinderFn = void (*)(ILoggerFinder*);
+using LiveObjectsFn = int64_t (*)();
+
+SetLoggerFinderFn gSetLoggerFinder = nullptr;
+LiveObjectsFn gLive = nullptr;
+
+// ---- helpers -------------------------------------------------------------------------------------------------
+int32_t const kDense[4] = {24, 9, 3, 0};   // official x2 model, block 0
+int32_t const kSparse[4] = {40, 55, 61, 64};
+
+struct Fields
+{
+    std::vector<PluginField> f;
+    PluginFieldCollection fc{};
+    PluginFieldCollection const* get()
+    {
+        fc.nbFields = static_cast<int32_t>(f.size());
+        fc.fields = f.data();
+        return &fc;
+    }
+};
+
+Fields goodFields()
+{
+    Fields f;
+    f.f.emplace_back("dense_channels", kDense, PluginFieldType::kINT32, 4);
+    f.f.emplace_back("sparse_channels", kSparse, PluginFieldType::kINT32, 4);
+    return f;
+}
+
+Dims dims(std::initializer_list<int64_t> v)
+{
+    Dims d{};
+    d.nbDims = static_cast<int32_t>(v.size());
+    int32_t i = 0;
+    for (int64_t x : v)
+        d.d[i++] = x;
+    return d;
+}
+
+// Shapes of the 8 inputs + output for block 0 at N x 64 x H x W.
+std::vector<Dims> blockDims(int64_t n, int64_t h, int64_t w)
+{
+    return {dims({n, 64, h, w}), dims({n, 1, h, w}), dims({64, 64, 3, 3}), dims({64, 64, 3, 3}), dims({64, 64, 3, 3}),
+        dims({64, 64, 3, 3}), dims({64, 256, 1, 1}), dims({64}), dims({n, 64, h, w})};
+}
+
+std::vector<DynamicPluginTensorDesc> dynDesc(std::vector<Dims> const& d, DataType t, TensorFormat f = TensorFormat::kLINEAR)
+{
+    std::vector<DynamicPluginTensorDesc> out(d.size());
+    for (size_t i = 0; i < d.size(); ++i)
+    {
+        out[i].desc.dims = d[i];
+        out[i].desc.type = t;
+        out[i].desc.format = f;
+        out[i].desc.scale = -1.F;
+        out[i].min = d[i];
+        out[i].opt = d[i];
+        out[i].max = d[i];
+    }
+    return out;
+}
+
+std::vector<PluginTensorDesc> desc(std::vector<Dims> const& d, DataType t)
+{
+    std::vector<PluginTensorDesc> out(d.size());
+    for (size_t i = 0; i < d.size(); ++i)
+    {
+        out[i].dims = d[i];
+        out[i].type = t;
+        out[i].format = TensorFormat::kLINEAR;
+        out[i].scale = -1.F;
+    }
+    return out;
+}
+
+IPluginV3OneBuild* buildOf(IPluginV3* p)
+{
+    return static_cast<IPluginV3OneBuild*>(p->getCapabilityInterface(PluginCapabilityType::kBUILD));
+}
+IPluginV3OneRuntime* runtimeOf(IPluginV3* p)
+{
+    return static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+}
+
+// Reads back dense/sparse from getFieldsToSerialize.
+bool serializedConfig(IPluginV3* p, int32_t* dense, int32_t* sparse)
+{
+    PluginFieldCollection const* fc = runtimeOf(p)->getFieldsToSerialize();
+    if (fc == nullptr || fc->nbFields != 2)
+        return false;
+    bool gotD = false, gotS = false;
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        PluginField const& f = fc->fields[i];
+        if (f.type != PluginFieldType::kINT32 || f.length != 4 || f.data == nullptr)
+            return false;
+        bool const isD = std::strcmp(f.name, "dense_channels") == 0;
+        bool const isS = std::strcmp(f.name, "sparse_channels") == 0;
+        if (!isD && !isS)
+            return false;
+        std::memcpy(isD ? dense : sparse, f.data, 4 * sizeof(int32_t));
+        (isD ? gotD : gotS) = true;
+    }
+    return gotD && gotS;
+}
+
+// createPlugin that must fail with a message containing `needle`.
+void expectBadFields(IPluginCreatorV3One* c, PluginFieldCollection const* fc, char const* needle)
+{
+    gMessages.clear();
+    IPluginV3* p = c->createPlugin("bad_node", fc, TensorRTPhase::kBUILD);
+    CHECK(p == nullptr);
+    if (!logged(needle) || !logged("bad_node"))
+        std::fprintf(stderr, "  expected a message containing '%s' naming the node\n", needle);
+    CHECK(logged(needle));
+    CHECK(logged("'bad_node'"));
+    delete p;
+}
+
+// ---- tests ---------------------------------------------------------------------------------------------------
+void testCreator(IPluginCreatorV3One* c)
+{
+    InterfaceInfo const info = c->getInterfaceInfo();
+    CHECK(std::strcmp(info.kind, "PLUGIN CREATOR_V3ONE") == 0);
+    CHECK(info.major == 1);
+    CHECK(std::strcmp(c->getPluginName(), "SMSRSparseBlock") == 0);
+    CHECK(std::strcmp(c->getPluginVersion(), "1") == 0);
+    CHECK(std::strcmp(c->getPluginNamespace(), "") == 0);
+    PluginFieldCollection const* names = c->getFieldNames();
+    CHECK(names != nullptr && names->nbFields == 2);
+    if (names != nullptr && names->nbFields == 2)
+    {
+        CHECK(std::strcmp(names->fields[0].name, "dense_channels") == 0);
+        CHECK(std::strcmp(names->fields[1].name, "sparse_channels") == 0);
+        CHECK(names->fields[0].type == PluginFieldType::kINT32 && names->fields[0].length == 4);
+        CHECK(names->fields[1].type == PluginFieldType::kINT32 && names->fields[1].length == 4);
+    }
+}
+
+void testBadFields(IPluginCreatorV3One* c)
+{
+    expectBadFields(c, nullptr, "no plugin fields given");
+    Fields none;
+    expectBadFields(c, none.get(), "missing field 'dense_channels'");
+    Fields onlyDense;
+    onlyDense.f.emplace_back("dense_channels", kDense, PluginFieldType::kINT32, 4);
+    expectBadFields(c, onlyDense.get(), "missing field 'sparse_channels'");
+    Fields shortDense = goodFields();
+    shortDense.f[0].length = 3;
+    expectBadFields(c, shortDense.get(), "'dense_channels' must have 4 values");
+    float const fl[4] = {24, 9, 3, 0};
+    Fields floats = goodFields();
+    floats.f[0] = PluginField("dense_channels", fl, PluginFieldType::kFLOAT32, 4);
+    expectBadFields(c, floats.get(), "'dense_channels' must hold integers");
+    int32_t const neg[4] = {40, 55, -61, 64};
+    Fields negative = goodFields();
+    negative.f[1].data = neg;
+    expectBadFields(c, negative.get(), "sparse_channels[2] = -61 is negative");
+    int32_t const zeroD[4] = {24, 9, 0, 0};
+    int32_t const zeroS[4] = {40, 55, 0, 64};
+    Fields empty;
+    empty.f.emplace_back("dense_channels", zeroD, PluginFieldType::kINT32, 4);
+    empty.f.emplace_back("sparse_channels", zeroS, PluginFieldType::kINT32, 4);
+    expectBadFields(c, empty.get(), "layer 2 has no output channel");
+    Fields twice = goodFields();
+    twice.f.push_back(twice.f[0]);
+    expectBadFields(c, twice.get(), "'dense_channels' given twice");
+    Fields noData = goodFields();
+    noData.f[1].data = nullptr;
+    expectBadFields(c, noData.get(), "'sparse_channels' has no data");
+    int32_t const huge[4] = {1 << 20, 9, 3, 0};
+    Fields tooMany = goodFields();
+    tooMany.f[0].data = huge;
+    expectBadFields(c, tooMany.get(), "more than 65536 channels");
+
+    // Accepted variants: INT64 values (ONNX ints), an unknown extra field (warned about and ignored).
+    int64_t const d64[4] = {24, 9, 3, 0};
+    Fields wide = goodFields();
+    wide.f[0] = PluginField("dense_channels", d64, PluginFieldType::kINT64, 4);
+    IPluginV3* p = c->createPlugin("wide", wide.get(), TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    int32_t d[4]{}, s[4]{};
+    CHECK(p != nullptr && serializedConfig(p, d, s) && std::memcmp(d, kDense, sizeof d) == 0);
+    delete p;
+    gMessages.clear();
+    int32_t const extra = 7;
+    Fields unknown = goodFields();
+    unknown.f.emplace_back("scale", &extra, PluginFieldType::kINT32, 1);
+    p = c->createPlugin("extra", unknown.get(), TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    CHECK(logged("ignoring unknown field(s) 'scale'"));
+    delete p;
+}
+
+void testPlugin(IPluginCreatorV3One* c)
+{
+    Fields good = goodFields();
+    IPluginV3* p = c->createPlugin("smb0", good.get(), TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    if (p == nullptr)
+        return;
+    CHECK(std::strcmp(p->getInterfaceInfo().kind, "PLUGIN") == 0);
+    auto* core = static_cast<IPluginV3OneCore*>(p->getCapabilityInterface(PluginCapabilityType::kCORE));
+    IPluginV3OneBuild* build = buildOf(p);
+    IPluginV3OneRuntime* rt = runtimeOf(p);
+    CHECK(core != nullptr && build != nullptr && rt != nullptr);
+    CHECK(std::strcmp(core->getInterfaceInfo().kind, "PLUGIN_V3ONE_CORE") == 0);
+    CHECK(std::strcmp(build->getInterfaceInfo().kind, "PLUGIN_V3ONE_BUILD") == 0);
+    CHECK(std::strcmp(rt->getInterfaceInfo().kind, "PLUGIN_V3ONE_RUNTIME") == 0);
+    CHECK(std::strcmp(core->getPluginName(), "SMSRSparseBlock") == 0);
+    CHECK(std::strcmp(core->getPluginVersion(), "1") == 0);
+    CHECK(std::strcmp(core->getPluginNamespace(), "") == 0);
+    CHECK(build->getNbOutputs() == 1);
+    CHECK(std::string(build->getMetadataString()) == "dense_channels=24,9,3,0 sparse_channels=40,55,61,64");
+
+    // Output data types.
+    DataType in[8], out[1];
+    for (auto t : {DataType::kFLOAT, DataType::kHALF})
+    {
+        std::fill(in, in + 8, t);
+        out[0] = DataType::kINT32;
+        CHECK(build->getOutputDataTypes(out, 1, in, 8) == 0 && out[0] == t);
+    }
+    gMessages.clear();
+    std::fill(in, in + 8, DataType::kFLOAT);
+    in[4] = DataType::kHALF;
+    CHECK(build->getOutputDataTypes(out, 1, in, 8) != 0);
+    CHECK(logged("w2 has type HALF but x has type FLOAT"));
+    std::fill(in, in + 8, DataType::kINT8);
+    CHECK(build->getOutputDataTypes(out, 1, in, 8) != 0);
+    CHECK(logged("x has type INT8; supported types are FLOAT and HALF"));
+    CHECK(build->getOutputDataTypes(out, 1, in, 7) != 0);
+    CHECK(logged("expects 8 inputs"));
+
+    // Format negotiation: linear FP32 / FP16, one type for everything.
+    auto const d = blockDims(1, 32, 48);
+    for (auto t : {DataType::kFLOAT, DataType::kHALF})
+    {
+        auto io = dynDesc(d, t);
+        for (int32_t pos = 0; pos < 9; ++pos)
+            CHECK(build->supportsFormatCombination(pos, io.data(), 8, 1));
+    }
+    {
+        auto io = dynDesc(d, DataType::kINT8);
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        io = dynDesc(d, DataType::kFLOAT);
+        io[1].desc.type = DataType::kHALF;
+        CHECK(build->supportsFormatCombination(0, io.data(), 8, 1));
+        CHECK(!build->supportsFormatCombination(1, io.data(), 8, 1));
+        io[1].desc.type = DataType::kFLOAT;
+        io[8].desc.type = DataType::kHALF;
+        CHECK(!build->supportsFormatCombination(8, io.data(), 8, 1));
+        io = dynDesc(d, DataType::kHALF, TensorFormat::kCHW2);
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        io = dynDesc(d, DataType::kFLOAT);
+        CHECK(!build->supportsFormatCombination(9, io.data(), 8, 1));
+        CHECK(!build->supportsFormatCombination(-1, io.data(), 8, 1));
+        CHECK(!build->supportsFormatCombination(0, io.data(), 7, 1));
+    }
+
+    // configurePlugin: valid, dynamic and invalid shapes.
+    {
+        auto io = dynDesc(d, DataType::kFLOAT);
+        CHECK(build->configurePlugin(io.data(), 8, io.data() + 8, 1) == 0);
+        auto dyn = dynDesc(blockDims(-1, -1, -1), DataType::kHALF);
+        auto const lo = blockDims(1, 8, 8);
+        auto const hi = blockDims(2, 128, 96);
+        for (size_t i = 0; i < dyn.size(); ++i)
+        {
+            dyn[i].min = lo[i];
+            dyn[i].opt = hi[i];
+            dyn[i].max = hi[i];
+        }
+        CHECK(build->configurePlugin(dyn.data(), 8, dyn.data() + 8, 1) == 0);
+        // Workspace: the kernel library's size for the profile's largest shape.
+        smsr::SparseBlockShape big{};
+        big.batch = 2;
+        big.channels = 64;
+        big.height = 128;
+        big.width = 96;
+        std::memcpy(big.dense, kDense, sizeof kDense);
+        std::memcpy(big.sparse, kSparse, sizeof kSparse);
+        CHECK(build->getWorkspaceSize(dyn.data(), 8, dyn.data() + 8, 1)
+            == smsr::getSparseBlockWorkspaceSize(big, smsr::DataType::kHALF));
+        auto io32 = dynDesc(hi, DataType::kFLOAT);
+        CHECK(build->getWorkspaceSize(io32.data(), 8, io32.data() + 8, 1)
+            == smsr::getSparseBlockWorkspaceSize(big, smsr::DataType::kFLOAT));
+        // wc given as a 2-D C x K matrix is accepted too.
+        io = dynDesc(d, DataType::kFLOAT);
+        io[6].desc.dims = dims({64, 256});
+        CHECK(build->configurePlugin(io.data(), 8, io.data() + 8, 1) == 0);
+    }
+    struct BadShape
+    {
+        int32_t input;
+        Dims shape;
+        char const* needle;
+    };
+    BadShape const bad[] = {
+        {0, dims({1, 64, 32}), "x must be 4-D"},
+        {1, dims({1, 2, 32, 48}), "mask has shape [1x2x32x48], expected [1x1x32x48]"},
+        {1, dims({1, 1, 30, 48}), "mask has shape [1x1x30x48]"},
+        {2, dims({64, 63, 3, 3}), "w0 has shape [64x63x3x3], expected [64x64x3x3]"},
+        {3, dims({59, 64, 3, 3}), "w1 has shape [59x64x3x3], expected [64x64x3x3]"},
+        {5, dims({64, 64, 1, 1}), "w3 has shape [64x64x1x1], expected [64x64x3x3]"},
+        {6, dims({64, 192, 1, 1}), "wc has shape [64x192x1x1], expected [64x256x1x1]"},
+        {7, dims({32}), "bc has shape [32], expected [64]"},
+    };
+    for (auto const& b : bad)
+    {
+        auto io = dynDesc(d, DataType::kFLOAT);
+        io[b.input].desc.dims = b.shape;
+        gMessages.clear();
+        CHECK(build->configurePlugin(io.data(), 8, io.data() + 8, 1) != 0);
+        if (!logged(b.needle))
+            std::fprintf(stderr, "  expected message '%s'\n", b.needle);
+        CHECK(logged(b.needle));
+        CHECK(logged("SMSRSparseBlock 'smb0': "));
+    }
+    {
+        auto io = dynDesc(d, DataType::kFLOAT);
+        io[8].desc.type = DataType::kHALF;
+        gMessages.clear();
+        CHECK(build->configurePlugin(io.data(), 8, io.data() + 8, 1) != 0);
+        CHECK(logged("output y has type HALF but x has type FLOAT"));
+    }
+
+    // Serialization round trip: fields -> createPlugin(kRUNTIME) -> equal fields.
+    {
+        PluginFieldCollection const* fc = rt->getFieldsToSerialize();
+        CHECK(fc != nullptr);
+        IPluginV3* q = c->createPlugin("smb0", fc, TensorRTPhase::kRUNTIME);
+        CHECK(q != nullptr);
+        int32_t dq[4]{}, sq[4]{};
+        CHECK(q != nullptr && serializedConfig(q, dq, sq));
+        CHECK(std::memcmp(dq, kDense, sizeof dq) == 0 && std::memcmp(sq, kSparse, sizeof sq) == 0);
+        CHECK(q != nullptr && std::string(buildOf(q)->getMetadataString()) == build->getMetadataString());
+        delete q;
+    }
+
+    // Clone: an independent copy that outlives its original.
+    int64_t const before = gLive();
+    IPluginV3* cl = p->clone();
+    CHECK(cl != nullptr && cl != p);
+    CHECK(gLive() == before + 1);
+    delete p;
+    CHECK(gLive() == before);
+    int32_t dc[4]{}, sc[4]{};
+    CHECK(cl != nullptr && serializedConfig(cl, dc, sc) && std::memcmp(dc, kDense, sizeof dc) == 0
+        && std::memcmp(sc, kSparse, sizeof sc) == 0);
+
+    // Runtime phase: attachToContext, onShapeChange, enqueue's validation (fails before any CUDA call).
+    TestRecorder recorder;
+    TestContext ctx;
+    ctx.mRecorder = &recorder;
+    IPluginV3* att = runtimeOf(cl)->attachToContext(&ctx);
+    CHECK(att != nullptr && att != cl);
+    IPluginV3* noCtx = runtimeOf(cl)->attachToContext(nullptr);
+    CHECK(noCtx != nullptr);
+    delete noCtx;
+    if (att != nullptr)
+    {
+        IPluginV3OneRuntime* art = runtimeOf(att);
+        auto good32 = desc(blockDims(2, 17, 31), DataType::kFLOAT); // odd sizes are fine
+        CHECK(art->onShapeChange(good32.data(), 8, good32.data() + 8, 1) == 0);
+        auto good16 = desc(blockDims(1, 64, 64), DataType::kHALF);
+        CHECK(art->onShapeChange(good16.data(), 8, good16.data() + 8, 1) == 0);
+        CHECK(recorder.mErrors.empty());
+        auto badMask = desc(blockDims(2, 17, 31), DataType::kFLOAT);
+        badMask[1].dims = dims({2, 1, 17, 30});
+        CHECK(art->onShapeChange(badMask.data(), 8, badMask.data() + 8, 1) != 0);
+        CHECK(recorder.mErrors.size() == 1
+            && recorder.mErrors[0].find("mask has shape [2x1x17x30], expected [2x1x17x31]") != std::string::npos);
+        auto badOut = desc(blockDims(2, 17, 31), DataType::kFLOAT);
+        badOut[8].dims = dims({2, 64, 17, 32});
+        CHECK(art->onShapeChange(badOut.data(), 8, badOut.data() + 8, 1) != 0);
+        // enqueue rejects bad descriptors and missing pointers itself: no CUDA call happens on this CPU machine.
+        std::vector<void const*> ins(8, nullptr);
+        std::vector<void*> outs(1, nullptr);
+        recorder.clear();
+        CHECK(art->enqueue(badMask.data(), badMask.data() + 8, ins.data(), outs.data(), nullptr, nullptr) != 0);
+        CHECK(recorder.getNbErrors() == 1);
+        auto int8 = desc(blockDims(1, 8, 8), DataType::kINT8);
+        CHECK(art->enqueue(int8.data(), int8.data() + 8, ins.data(), outs.data(), nullptr, nullptr) != 0);
+        CHECK(art->enqueue(good32.data(), good32.data() + 8, nullptr, nullptr, nullptr, nullptr) != 0);
+        CHECK(recorder.getNbErrors() == 3);
+        delete att;
+    }
+    delete cl;
+}
+
+void testLogging(IPluginCreatorV3One* c)
+{
+    Fields none;
+#if NV_TENSORRT_MAJOR < 11
+    LegacyLogger legacyLogger;
+    LegacyFinder legacy;
+    legacy.mLogger = &legacyLogger;
+    gSetLoggerFinder(&legacy);
+    gMessages.clear();
+    delete c->createPlugin("n1", none.get(), TensorRTPhase::kBUILD);
+    CHECK(logged("legacy:SMSRSparseBlock 'n1': missing field 'dense_channels'"));
+    legacy.mLogger = nullptr; // finder without a logger: falls back to stderr
+    gMessages.clear();
+    delete c->createPlugin("n2", none.get(), TensorRTPhase::kBUILD);
+    CHECK(gMessages.empty());
+#endif
+    VersionedFinder versioned;
+    gSetLoggerFinder(reinterpret_cast<ILoggerFinder*>(&versioned));
+    gMessages.clear();
+    delete c->createPlugin("n3", none.get(), TensorRTPhase::kRUNTIME);
+    CHECK(logged("versioned:SMSRSparseBlock 'n3': missing field 'dense_channels'"));
+    CHECK(logged("(while deserializing the engine)"));
+    gSetLoggerFinder(nullptr); // no logger handed over: stderr, no crash
+    gMessages.clear();
+    delete c->createPlugin("n4", none.get(), TensorRTPhase::kBUILD);
+    CHECK(gMessages.empty());
+    gSetLoggerFinder(reinterpret_cast<ILoggerFinder*>(&versioned)); // capture for the remaining tests
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    if (argc != 2)
+    {
+        std::fprintf(stderr, "usage: %s <libsmsr_trt_plugin.so>\n", argv[0]);
+        return 2;
+    }
+    void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr)
+    {
+        std::fprintf(stderr, "cannot load %s: %s\n", argv[1], dlerror());
+        return 1;
+    }
+    auto getCreators = reinterpret_cast<GetCreatorsFn>(dlsym(lib, "getCreators"));
+    gSetLoggerFinder = reinterpret_cast<SetLoggerFinderFn>(dlsym(lib, "setLoggerFinder"));
+    gLive = reinterpret_cast<LiveObjectsFn>(dlsym(lib, "smsrSparseBlockLiveObjects"));
+    CHECK(getCreators != nullptr && gSetLoggerFinder != nullptr && gLive != nullptr);
+    // Nothing else is exported (internal symbols stay hidden).
+    CHECK(dlsym(lib, "validateSparseBlockShape") == nullptr);
+    if (getCreators == nullptr || gSetLoggerFinder == nullptr || gLive == nullptr)
+        return 1;
+
+    int32_t nb = -1;
+    IPluginCreatorInterface* const* creators = getCreators(nb);
+    CHECK(nb == 1 && creators != nullptr && creators[0] != nullptr);
+    if (nb != 1 || creators == nullptr || creators[0] == nullptr)
+        return 1;
+    auto* creator = static_cast<IPluginCreatorV3One*>(creators[0]);
+    int32_t nb2 = 0;
+    CHECK(getCreators(nb2)[0] == creators[0]); // one creator object for the library's lifetime
+
+    testLogging(creator);
+    testCreator(creator);
+    testBadFields(creator);
+    testPlugin(creator);
+    CHECK(gLive() == 0); // every plugin object created above was destroyed exactly once
+
+    std::printf("%d checks, %d failures\n", gChecks, gFailures);
+    return gFailures == 0 ? 0 : 1;
+}

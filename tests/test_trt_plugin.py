@@ -1,0 +1,272 @@
+"""The TensorRT plugin SMSRSparseBlock (libsmsr_trt_plugin.so) inside real TensorRT-RTX engine builds, on a CPU.
+
+Every TensorRT call runs in a subprocess (tests/trt/*.py): the TensorRT-RTX parser aborts the whole process on
+some errors, which must fail one test, not take pytest down. No engine is ever run (no GPU here: creating a
+runtime fails on CUDA initialisation); the plugin's enqueue is exercised by tests/gpu/plugin_harness.cpp.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from helpers import missing_component
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+TRT_DIR = TESTS_DIR / "trt"
+
+# Dynamic-shape profiles (min:opt:max) for the engine builds.
+SMB_SHAPES = ["x:1x64x8x8:1x64x64x64:2x64x128x128", "mask:1x1x8x8:1x1x64x64:2x1x128x128"]
+SR_SHAPES = ["lr:1x3x16x16:1x3x128x128:2x3x256x256"]
+
+
+def _load(name: str):
+    """Import a helper module from tests/trt/ by path (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"smsr_trt_{name}", TRT_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+plugin_lib = _load("plugin_lib")
+smb_onnx = _load("smb_onnx")
+
+
+@pytest.fixture(scope="module")
+def plugin_library() -> Path:
+    path = plugin_lib.find_plugin_library(REPO_ROOT)
+    if path is None:
+        missing_component(f"{plugin_lib.LIB_NAME} not built: {plugin_lib.BUILD_HINT}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tensorrt_rtx() -> None:
+    """TensorRT-RTX installed and its packaging bug fixed (checked without importing it here)."""
+    if importlib.util.find_spec("tensorrt_rtx") is None:
+        pytest.skip("tensorrt_rtx not installed (pip install tensorrt-rtx-cu13==1.7.1.116)")
+    from engine.trt_rtx_setup import status
+
+    fixed, msg = status()
+    if not fixed:
+        missing_component(f"TensorRT-RTX packaging fix missing: {msg}; run: python -m engine.trt_rtx_setup")
+
+
+def _run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+    # A negative return code is a signal: TensorRT aborted the helper process.
+    assert proc.returncode >= 0, f"{cmd[1]} was killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def build_engine(plugin: Path, model: Path, tmp_path: Path, shapes: list[str], engine: bool = True,
+                 load: str = "registry") -> dict:
+    report = tmp_path / f"{model.stem}.report.json"
+    cmd = [sys.executable, str(TRT_DIR / "build_engine.py"), "--plugin", str(plugin), "--onnx", str(model),
+           "--report", str(report), "--load", load]
+    for s in shapes:
+        cmd += ["--shape", s]
+    if engine:
+        cmd += ["--engine", str(tmp_path / f"{model.stem}.engine")]
+    proc = _run(cmd)
+    assert report.is_file(), f"no report from build_engine.py (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+    result = json.loads(report.read_text())
+    result["returncode"] = proc.returncode
+    result["stderr"] = proc.stderr
+    return result
+
+
+def _errors(result: dict) -> str:
+    return "\n".join(f"{sev}: {msg}" for sev, msg in result.get("log", []) if sev in ("ERROR", "INTERNAL_ERROR"))
+
+
+def _smb_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type == "SMSRSparseBlock"]
+
+
+def _ints(node: onnx.NodeProto, name: str) -> list[int]:
+    return next(list(a.ints) for a in node.attribute if a.name == name)
+
+
+# ------------------------------------------------------------------------------------------------ host side
+
+
+@pytest.fixture(scope="module")
+def autoreg_library(plugin_library) -> Path:
+    path = plugin_lib.autoreg_library(plugin_library)
+    if path is None:
+        missing_component(f"{plugin_lib.AUTOREG_NAME} not built beside {plugin_library}: {plugin_lib.BUILD_HINT}")
+    return path
+
+
+def _exports_and_needed(lib: Path) -> tuple[set[str], list[str]]:
+    nm = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True, check=True)
+    exported = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}
+    readelf = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True)
+    needed = [line.split("[")[-1].rstrip("]") for line in readelf.stdout.splitlines() if "(NEEDED)" in line]
+    return exported, needed
+
+
+def test_plugin_library_exports_and_dependencies(plugin_library, autoreg_library):
+    """Exports TensorRT's plugin-library entry points only; no libnvinfer / TensorRT / shared cudart dependency."""
+    exported, needed = _exports_and_needed(plugin_library)
+    assert exported == {"getCreators", "setLoggerFinder", "smsrSparseBlockLiveObjects"}, exported
+    assert not [n for n in needed if "nvinfer" in n or "tensorrt" in n or "cudart" in n], needed
+    # The self-registering variant must not offer getCreators (the registry would register it a second time).
+    exported, needed = _exports_and_needed(autoreg_library)
+    assert exported == {"smsrSparseBlockLiveObjects"}, exported
+    assert not [n for n in needed if "nvinfer" in n or "tensorrt" in n or "cudart" in n], needed
+
+
+def test_host_methods_cpp(plugin_library):
+    """C++ host test: every host method of creator and plugin, both logger layouts, destructor balance."""
+    exe = plugin_lib.host_test_binary(plugin_library)
+    if exe is None:
+        missing_component(f"smsr_trt_plugin_host_test not built beside {plugin_library}: {plugin_lib.BUILD_HINT}")
+    proc = _run([str(exe), str(plugin_library)], timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " 0 failures" in proc.stdout
+
+
+def test_host_methods_through_registry(plugin_library, tensorrt_rtx, tmp_path):
+    """TensorRT-RTX's registry loads the library; creation from good/bad fields, logging, destructor balance."""
+    report = tmp_path / "registry.json"
+    proc = _run([sys.executable, str(TRT_DIR / "registry_checks.py"), "--plugin", str(plugin_library),
+                 "--report", str(report)])
+    assert report.is_file(), proc.stderr[-3000:]
+    failed = [r for r in json.loads(report.read_text()) if not r["ok"]]
+    assert not failed and proc.returncode == 0, failed or proc.stderr[-3000:]
+
+
+# ------------------------------------------------------------------------------------------------ engine builds
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
+def test_single_block_engine(plugin_library, tensorrt_rtx, tmp_path, dtype):
+    model = tmp_path / "smb.onnx"
+    onnx.save(smb_onnx.make_smb_model(dtype=dtype), model)
+    r = build_engine(plugin_library, model, tmp_path, SMB_SHAPES)
+    assert r["ok"], f"{r.get('error')}\n{_errors(r)}"
+    assert r["plugin_layers"] == ["smb0"]
+    want = "DataType.HALF" if dtype == np.float16 else "DataType.FLOAT"
+    assert r["plugin_layer_io_types"] == [[want]]
+    assert r["engine_magic"] == "vtrt" and r["engine_bytes"] > 0
+    assert min(r["engine_field_counts"].values()) >= 1, r["engine_field_counts"]
+    engine = (tmp_path / "smb.engine").read_bytes()
+    assert struct.pack("<4i", *smb_onnx.BLOCK0_DENSE) in engine and struct.pack("<4i", *smb_onnx.BLOCK0_SPARSE) in engine
+
+
+MALFORMED = {
+    "wrong weight shape": (dict(weight_sparse=(40, 50, 61, 64)),
+                           "w1 has shape [59x64x3x3], expected [64x64x3x3]"),
+    "wrong channel counts": (dict(dense=(24, 9, 3, 0), sparse=(40, 55, 61, 60), weight_sparse=(40, 55, 61, 64)),
+                             "w3 has shape [64x64x3x3], expected [60x64x3x3]"),
+    "missing weight": (dict(drop_input="bc"), "expects 8 inputs (x, mask, w0, w1, w2, w3, wc, bc), got 7"),
+    "missing middle weight": (dict(drop_input="w2"), "SMSRSparseBlock 'smb0'"),
+    "bad mask shape": (dict(mask_channels=2), "mask has shape [?x2x?x?], expected [?x1x?x?]"),
+    "three values per attribute": (dict(dense=(24, 9, 3), sparse=(40, 55, 61)),
+                                   "field 'dense_channels' must have 4 values (one per layer), got 3"),
+    "negative channels": (dict(dense=(24, 9, -3, 0)), "dense_channels[2] = -3 is negative"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_node_fails_with_our_message(plugin_library, tensorrt_rtx, tmp_path, case):
+    kwargs, needle = MALFORMED[case]
+    model = tmp_path / "bad.onnx"
+    onnx.save(smb_onnx.make_smb_model(**kwargs), model)
+    r = build_engine(plugin_library, model, tmp_path, SMB_SHAPES, engine=False)
+    assert not r["ok"] and r["stage"] in ("parse", "build"), r.get("stage")
+    errors = _errors(r)
+    if case == "missing middle weight":
+        # TensorRT-RTX rejects an empty input itself before asking the plugin; the error must still name the node.
+        assert "smb0" in errors, errors
+    else:
+        assert needle in errors, f"expected {needle!r} among the builder's errors:\n{errors}"
+
+
+# ------------------------------------------------------------------------------------------------ official x2
+
+
+@pytest.mark.parametrize("kind", ["deploy", "deploy_fp16"])
+def test_official_x2_deploy_engine(plugin_library, tensorrt_rtx, onnx_graphs, tmp_path, kind, record_property):
+    """The converter's deploy graph: one plugin layer per SMB, the engine carries each layer's fields."""
+    path = Path(onnx_graphs[kind])
+    nodes = _smb_nodes(onnx.load(str(path), load_external_data=False))
+    assert len(nodes) == 5
+    r = build_engine(plugin_library, path, tmp_path, SR_SHAPES)
+    assert r["ok"], f"{r.get('error')}\n{_errors(r)}"
+    assert sorted(r["plugin_layers"]) == sorted(n.name for n in nodes)
+    want = "DataType.HALF" if kind.endswith("fp16") else "DataType.FLOAT"
+    assert r["plugin_layer_io_types"] == [[want]] * 5
+    engine = (tmp_path / f"{path.stem}.engine").read_bytes()
+    assert engine[:4] == b"vtrt" and len(engine) == r["engine_bytes"]
+    for n in nodes:  # the serialized fields of every block are in the engine
+        for field in ("dense_channels", "sparse_channels"):
+            assert struct.pack("<4i", *_ints(n, field)) in engine, (n.name, field)
+    record_property("build_seconds", round(r["build_seconds"], 3))
+    record_property("engine_bytes", r["engine_bytes"])
+    print(f"\n{kind}: TensorRT-RTX {r['tensorrt_rtx']} build {r['build_seconds']:.2f} s, "
+          f"engine {r['engine_bytes'] / 1e6:.2f} MB, {len(r['plugin_layers'])} plugin layers of {r['num_layers']}")
+
+
+def test_official_graph_with_corrupted_node_names_it(plugin_library, tensorrt_rtx, onnx_graphs, tmp_path):
+    """Channel counts of one block that disagree with its weights: the error names that node and the weight."""
+    model = onnx.load(str(onnx_graphs["deploy"]))
+    node = _smb_nodes(model)[2]
+    attr = next(a for a in node.attribute if a.name == "dense_channels")
+    attr.ints[1] += 1  # 7 -> 8 dense channels in layer 1 of block 2: w1 has 64, the node now claims 65
+    path = tmp_path / "corrupted.onnx"
+    onnx.save(model, path)
+    r = build_engine(plugin_library, path, tmp_path, SR_SHAPES, engine=False)
+    errors = _errors(r)
+    assert not r["ok"]
+    assert f"SMSRSparseBlock '{node.name}': w1 has shape [64x64x3x3], expected [65x64x3x3]" in errors, errors
+
+
+# ------------------------------------------------------------------------------------------------ dlopen-only tools
+
+
+def test_autoreg_library_registers_on_dlopen(autoreg_library, tensorrt_rtx, tmp_path):
+    """trtexec --staticPlugins / polygraphy --plugins only dlopen the library: the autoreg variant registers itself."""
+    model = tmp_path / "smb.onnx"
+    onnx.save(smb_onnx.make_smb_model(dtype=np.float16), model)
+    r = build_engine(autoreg_library, model, tmp_path, SMB_SHAPES, load="dlopen")
+    assert r["ok"] and r["plugin_layers"] == ["smb0"], f"{r.get('error')}\n{_errors(r)}"
+    bad = tmp_path / "bad.onnx"
+    onnx.save(smb_onnx.make_smb_model(mask_channels=2), bad)
+    r = build_engine(autoreg_library, bad, tmp_path, SMB_SHAPES, engine=False, load="dlopen")
+    assert "SMSRSparseBlock 'smb0': mask has shape" in _errors(r)  # logged through TensorRT's global logger
+
+
+def test_autoreg_library_loaded_first_says_why(autoreg_library):
+    """Loaded before any TensorRT library: nothing to register with, and it says so (no crash)."""
+    proc = _run([sys.executable, "-c", f"import ctypes; ctypes.CDLL({str(autoreg_library)!r})"], timeout=60)
+    assert proc.returncode == 0
+    assert "loaded before any TensorRT library" in proc.stderr, proc.stderr
+
+
+def test_polygraphy_convert_with_autoreg_plugin(autoreg_library, tensorrt_rtx, tmp_path):
+    """The PLUGIN.md recipe: polygraphy (TensorRT-RTX mode) --plugins, with TensorRT imported first."""
+    if importlib.util.find_spec("polygraphy") is None:
+        pytest.skip("polygraphy not installed")
+    model = tmp_path / "smb.onnx"
+    onnx.save(smb_onnx.make_smb_model(), model)
+    engine = tmp_path / "smb.engine"
+    cmd = [sys.executable, "-c", "import sys, tensorrt_rtx; from polygraphy.tools._main import main; sys.exit(main())",
+           "convert", str(model), "--plugins", str(autoreg_library), "-o", str(engine),
+           "--trt-min-shapes", "x:[1,64,8,8]", "mask:[1,1,8,8]", "--trt-opt-shapes", "x:[1,64,32,32]",
+           "mask:[1,1,32,32]", "--trt-max-shapes", "x:[1,64,64,64]", "mask:[1,1,64,64]"]
+    env_cmd = ["env", "POLYGRAPHY_USE_TENSORRT_RTX=1", *cmd]
+    proc = _run(env_cmd)
+    assert proc.returncode == 0 and engine.is_file(), proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert engine.read_bytes()[:4] == b"vtrt"
