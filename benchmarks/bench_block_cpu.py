@@ -7,7 +7,7 @@ Runtime (CPU, same session options, same inputs):
          layer (the cheapest standard-op graph; ignores the masks)
   ref    the dense-masked formulation of the reference graph (converters/model/smsr.py): per layer a Conv over
          dense inputs + mask * Conv over sparse inputs, output * (dense_out + sparse_out * mask)
-Masks are spatially clustered (thresholded smooth noise) like the real ones. Times are best-of-N with the three
+Masks are spatially clustered (thresholded smooth noise) like the real ones. Times are medians of N with the three
 models run interleaved (robust to load from other processes on a shared machine).
 
     python benchmarks/bench_block_cpu.py [--size 256 256] [--threads 2] [--densities 0.05 0.18 0.37 0.63 1.0]
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+import statistics
 import time
 
 import numpy as np
@@ -124,17 +125,17 @@ def ref_model(dense, sparse, ws, wc, bc, h, w):
 
 
 def time_sessions(sessions, feeds, reps):
-    """Best-of-reps seconds per session, runs interleaved so that load from other processes hits all alike."""
+    """Median-of-reps seconds per session, runs interleaved so that load from other processes hits all alike."""
     for sess in sessions:  # warm-up (arena, weight packing)
         sess.run(None, feeds)
         sess.run(None, feeds)
-    best = [float("inf")] * len(sessions)
+    times = [[] for _ in sessions]
     for _ in range(reps):
         for i, sess in enumerate(sessions):
             t0 = time.perf_counter()
             sess.run(None, feeds)
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main(argv=None):

@@ -14,9 +14,7 @@ Outputs are rounded and clamped to the bit depth of the input. Writes are atomic
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import png16
+from .atomic_write import atomic_write  # noqa: F401  (part of this module's API)
 from .errors import (CorruptImageError, ImageNotFoundError, ImageTooLargeError, OutputError,
                      UnsupportedImageError)
 
@@ -270,32 +269,6 @@ def save_pil(im: Image.Image, path, **kw) -> Path:
     path = Path(path)
     fmt = _format_for(path.suffix)
     return atomic_write(path, lambda f: im.save(f, format=fmt, **kw))
-
-
-def atomic_write(path, write) -> Path:
-    """Call write(fileobj) on a temp file in the destination folder, then rename it over `path`.
-    A failure (or Ctrl-C) leaves no partial file behind."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    except OSError as e:
-        raise OutputError("%s: cannot create output file (%s)" % (path, e.strerror or e)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise OutputError("%s: cannot write output (%s)" % (path, e.strerror or e)) from None
-        raise
-    return path
 
 
 def encode_bytes(img: ImageData, fmt: str = "PNG") -> bytes:

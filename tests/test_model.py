@@ -1,6 +1,8 @@
 """The PyTorch SMSR model: checkpoint compatibility, exact formulations, channel splits, other scales."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -185,7 +187,7 @@ def test_wrapped_checkpoint_is_accepted(official_weights, tmp_path):
 # ---- model summary (numbers of DESIGN.md §1) -----------------------------------------------------
 
 def test_summary_macs_match_design(official_model, set5_lr_images):
-    from converters.summary import image_masks, summarize  # noqa: F401
+    from converters.summary import summarize
     # 720p output (640x360 LR), dense: 223.8 GMAC.
     dense_720p = summarize(official_model, np.zeros((5, 360, 640)))["gmac_dense"]
     assert abs(dense_720p - 223.8) < 0.1
@@ -199,3 +201,16 @@ def test_summary_macs_match_design(official_model, set5_lr_images):
     # Set5: -50 % per image on average (-29 % ... -65 %).
     assert 0.47 <= np.mean(reductions) <= 0.53
     assert 0.27 <= min(reductions) and max(reductions) <= 0.67
+
+
+def test_download_verifies_sha256_and_leaves_no_partial_file(official_weights, tmp_path):
+    from converters.model import download_checkpoint, sha256_of
+    url = official_weights.resolve().as_uri()  # file:// works offline, same code path as https://
+    good = download_checkpoint(2, tmp_path / "ok", url=url, sha256=sha256_of(official_weights))
+    assert sha256_of(good) == sha256_of(official_weights)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert good.stat().st_mode & 0o777 == 0o666 & ~umask, "permissions like any new file (not mkstemp's 0600)"
+    with pytest.raises(CheckpointError, match="expected 0000"):
+        download_checkpoint(2, tmp_path / "bad", url=url, sha256="0" * 64)
+    assert list((tmp_path / "bad").iterdir()) == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-import onnx
 import pytest
 
 ort = pytest.importorskip("onnxruntime")

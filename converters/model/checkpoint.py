@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -47,18 +46,17 @@ def download_checkpoint(scale: int, dest_dir: str | os.PathLike, url: str | None
     dest = dest_dir / (known.get("filename") or Path(url).name)
     if dest.exists() and sha256 and sha256_of(dest) == sha256:
         return dest
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+    from engine.atomic_write import atomic_write
+
+    def fetch(out):
+        with urllib.request.urlopen(url, timeout=60) as response:
+            h = hashlib.sha256()
             while block := response.read(1 << 20):
+                h.update(block)
                 out.write(block)
-        digest = sha256_of(tmp)
-        if sha256 and digest != sha256:
-            raise CheckpointError(f"downloaded {url} has SHA-256 {digest}, expected {sha256}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if sha256 and h.hexdigest() != sha256:  # raising here discards the temp file
+            raise CheckpointError(f"downloaded {url} has SHA-256 {h.hexdigest()}, expected {sha256}")
+    atomic_write(dest, fetch)
     return dest
 
 
