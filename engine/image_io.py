@@ -150,7 +150,7 @@ def _from_pillow(path, im: Image.Image) -> ImageData:
 
 _ORIENT = {  # EXIF orientation -> numpy transform of an H×W×C array
     2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 1)[::-1, :],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1, :],
     8: lambda a: np.rot90(a, 1),
 }
 

@@ -363,3 +363,22 @@ def test_write_alpha_to_jpeg_is_refused(tmp_path):
 def test_encode_bytes_png():
     img = image_io.ImageData(np.zeros((2, 3, 3), np.float32), None, 8, False, "PNG", "RGB")
     assert Image.open(io.BytesIO(image_io.encode_bytes(img))).size == (3, 2)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(orientation):
+    """The numpy transforms used for 16-bit PNGs agree with Pillow's exif_transpose for all 8 orientations."""
+    from PIL import ImageOps
+
+    from engine.image_io import _ORIENT
+    a = np.random.default_rng(orientation).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    im.save(buf, "PNG", exif=exif.tobytes())
+    buf.seek(0)
+    with Image.open(buf) as loaded:
+        expected = np.asarray(ImageOps.exif_transpose(loaded))
+    got = _ORIENT.get(orientation, lambda x: x)(a)
+    np.testing.assert_array_equal(got, expected)
