@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import missing_component
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 
@@ -21,6 +23,13 @@ def _data_root() -> Path:
     return Path(os.environ.get("SMSR_DATA", SHARED / "data"))
 
 
+def _require_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        missing_component("PyTorch (converters extra) is not installed")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
@@ -30,7 +39,7 @@ def repo_root() -> Path:
 def official_weights() -> Path:
     path = _weights_path()
     if not path.is_file():
-        pytest.skip(f"official x2 checkpoint not found at {path} (set SMSR_WEIGHTS)")
+        missing_component(f"official x2 checkpoint not found at {path} (set SMSR_WEIGHTS)")
     return path
 
 
@@ -38,13 +47,13 @@ def official_weights() -> Path:
 def set5_dir() -> Path:
     path = _data_root() / "Set5"
     if not (path / "HR").is_dir():
-        pytest.skip(f"Set5 not found at {path} (set SMSR_DATA)")
+        missing_component(f"Set5 not found at {path} (set SMSR_DATA to the folder that holds Set5/)")
     return path
 
 
 @pytest.fixture(scope="session")
 def official_model(official_weights):
-    pytest.importorskip("torch")
+    _require_torch()
     from converters.model import load_smsr
     return load_smsr(official_weights, 2)
 
@@ -52,7 +61,7 @@ def official_model(official_weights):
 @pytest.fixture(scope="session")
 def onnx_graphs(official_weights, tmp_path_factory) -> dict[str, Path]:
     """{'reference', 'deploy', 'reference_fp16', 'deploy_fp16'} -> path, official x2 model."""
-    pytest.importorskip("torch")
+    _require_torch()
     from converters.export_onnx import export_all
     return export_all(official_weights, 2, tmp_path_factory.mktemp("onnx"))
 
