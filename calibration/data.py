@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 MODES = ("images", "patches")
@@ -45,10 +45,33 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def load_rgb_chw(path: Path) -> np.ndarray:
-    """1 x 3 x H x W float32 on 0..255."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+    """1 x 3 x H x W float32 on 0..255; CalibrationDataError naming the file when it cannot be used."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+    except FileNotFoundError:
+        raise CalibrationDataError(f"calibration image {path} not found") from None
+    except UnidentifiedImageError:
+        raise CalibrationDataError(f"calibration image {path} is not an image file (or an unsupported format); "
+                                   "remove it from the calibration folder") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data in a recognised format
+        raise CalibrationDataError(f"calibration image {path} cannot be read ({exc}); remove it from the "
+                                   "calibration folder") from None
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise CalibrationDataError(f"calibration image {path} is {arr.shape[1]}x{arr.shape[0]}; SMSR needs at "
+                                   "least 2x2 pixels")
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
+
+
+def check_calibration_folder(folder: str | Path, config: CalibrationConfig = CalibrationConfig()) -> int:
+    """Decode every image calibration would use (cheap next to calibration itself), so a bad folder is reported
+    before any slow step; returns how many images will be used."""
+    if config.mode not in MODES:
+        raise CalibrationDataError(f"unknown calibration mode {config.mode!r}; expected one of {MODES}")
+    files = list_images(folder)[: config.max_images]
+    for f in files:
+        load_rgb_chw(f)
+    return len(files)
 
 
 def sample_patches(img: np.ndarray, size: int, count: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -207,6 +207,18 @@ def _add_int8(args: argparse.Namespace, onnx_set: OnnxSet) -> None:
     log(f"  calibration report: {art.report_json} / {art.report_md.name}")
 
 
+def check_calibration_input(args: argparse.Namespace) -> None:
+    """--precision int8 from a checkpoint needs --calib-data; every calibration image must decode."""
+    if args.precision == "int8" and args.calib_data is None and args.weights is not None:
+        raise UsageError("--precision int8 needs --calib-data (a folder of LR images) for the activation ranges")
+    if args.calib_data is None:
+        return
+    from calibration.data import CalibrationConfig, check_calibration_folder
+    n = check_calibration_folder(args.calib_data, CalibrationConfig(mode=args.calib_mode,
+                                                                    max_images=args.calib_images))
+    log(f"calibration folder {args.calib_data}: {n} image{'s' if n != 1 else ''} checked")
+
+
 # --- step 2: engine -----------------------------------------------------------------------------------------------
 def build_profile(args: argparse.Namespace, scale: int) -> Profile:
     return make_profile(scale, args.profile, args.batch, args.min_shape, args.opt_shape, args.max_shape)
@@ -259,6 +271,7 @@ def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet) -> Path:
                "engine_sha256": file_sha256(engine_path), "onnx_path": str(onnx_path.resolve()),
                "builder_optimization_level": args.opt_level, "workspace_bytes": args.workspace_mb << 20,
                "timing_cache": str(cache) if cache else None,
+               "plugin_cuda_archs": result.plugin_cuda_archs,
                "calibration_report": str(onnx_set.calibration_report) if onnx_set.calibration_report else None})
     manifest_path = manifest.save(manifest_path_for(engine_path))
     log(f"engine: {engine_path} ({len(result.engine) / 1e6:.2f} MB, built in {result.seconds:.1f} s)")
@@ -272,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.onnx_only:
             build_profile(args, args.scale or 2)  # fail on a bad profile before the (slow) ONNX steps
+        check_calibration_input(args)  # and on a bad calibration folder before exporting anything
         t0 = time.perf_counter()
         onnx_set = prepare_onnx(args)
         log(f"ONNX artifacts ready in {time.perf_counter() - t0:.1f} s")
@@ -287,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
+    except OSError as exc:  # an output folder that cannot be created or written, a full disk
+        print(f"error: cannot write {exc.filename or args.out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:
         from converters.model import CheckpointError
         from calibration.data import CalibrationDataError

@@ -110,10 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-fp16", action="store_true", help="skip the FP16 variants")
     args = ap.parse_args(argv)
     from .model import CheckpointError
+    try:  # an unusable output folder is reported before the (slow) export
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create output folder {args.out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         paths = export_all(args.weights, args.scale, args.out_dir, not args.no_fp16, tuple(args.graphs))
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the folder is not writable or the disk is full
+        where = exc.filename or args.out_dir
+        print(f"error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     for key, p in paths.items():
         print(f"{key:<16} {p}  ({p.stat().st_size / 1e6:.1f} MB)")

@@ -71,11 +71,25 @@ def summarize(model: SMSR, masks: np.ndarray | None = None) -> dict:
     return out
 
 
+class ImageInputError(ValueError):
+    """An --image that cannot be used (missing, not an image, too small); the message names the file."""
+
+
 def image_masks(model: SMSR, path: str) -> np.ndarray:
     import torch
-    from PIL import Image
-    with Image.open(path) as im:
-        img = np.asarray(im.convert("RGB"), dtype=np.float32)
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("RGB"), dtype=np.float32)
+    except FileNotFoundError:
+        raise ImageInputError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{path}: not an image file (or an unsupported format)") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated / corrupt data inside a recognised format
+        raise ImageInputError(f"{path}: cannot read image: {exc}") from None
+    h, w = img.shape[:2]
+    if h < 2 or w < 2:
+        raise ImageInputError(f"{path}: image is {w}x{h}; SMSR needs at least 2x2 pixels")
     with torch.no_grad():
         _, masks = model.forward_with_masks(torch.from_numpy(img.transpose(2, 0, 1).copy())[None])
     return masks[0].numpy()
@@ -111,10 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = [(p, summarize(model, image_masks(model, p))) for p in args.image] or [("", summarize(model))]
-    for path, s in results:
-        print(json.dumps({"image": path, **s}) if args.json else format_summary(s, path))
-    return 0
+    if not args.image:
+        s = summarize(model)
+        print(json.dumps({"image": "", **s}) if args.json else format_summary(s))
+        return 0
+    rc = 0
+    for path in args.image:  # a bad image is reported and skipped; the others are still summarised
+        try:
+            s = summarize(model, image_masks(model, path))
+        except ImageInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = 2
+            continue
+        print(json.dumps({"image": path, **s}) if args.json else format_summary(s, path), flush=True)
+    return rc
 
 
 if __name__ == "__main__":

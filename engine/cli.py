@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from .backends.base import BACKEND_CHOICES, create_backend
-from .errors import EngineError, ImageNotFoundError, OutputError, UsageError
+from .errors import BackendOutOfMemory, EngineError, ImageNotFoundError, OutOfMemoryError, OutputError, UsageError
 from .image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, make_output, output_suffix, save_image,
                        save_pil, to_network)
 from .pipeline import DEFAULT_OVERLAP, Upscaler
 from .progress import Progress
 
 EPILOG = """exit codes: 0 ok, 2 usage, 3 bad input image, 4 model/engine error (wrong scale, built for another
-TensorRT/GPU), 5 backend or plugin library unavailable, 6 out of memory, 7 cannot write output; with several inputs,
-the code of the first failure (the others are still processed).
+TensorRT/GPU), 5 backend or plugin library unavailable, or the backend failed while running an input, 6 out of
+memory, 7 cannot write output; with several inputs, the code of the first failure (the others are still processed).
 tiling: tiles overlap by --tile-overlap LR pixels and are blended linearly; on Set5 x2 with --tile 64
 --tile-overlap 16 the PSNR_Y differs from whole-image inference by at most 0.05 dB."""
 
@@ -66,7 +66,9 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", type=Path, help="ONNX model (ONNX Runtime) or .pt checkpoint (--backend torch)")
     g.add_argument("--scale", type=int, choices=(2, 3, 4), help="expected scale; an error if the model differs")
     g.add_argument("--plugin", type=Path, help="TensorRT plugin library (default: from the engine manifest)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for ort/torch backends")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="for ort/torch backends; auto runs a deploy graph (SMSRSparseBlock nodes, a CPU-only op in "
+                        "ONNX Runtime) on the CPU even when the CUDA provider is present")
     g.add_argument("--threads", type=_positive, help="CPU threads for ONNX Runtime (default: all cores)")
 
 
@@ -239,9 +241,10 @@ def cmd_upscale(args) -> int:
                 n_ok += 1
                 mp_in += w * h / 1e6
                 mp_out += w * h * backend.scale ** 2 / 1e6
-            except EngineError as e:
+            except EngineError as e:  # this file failed (bad image, backend error, OOM): report it, go on
                 bar.close()
-                err("error: %s" % e)
+                msg = str(e)
+                err("error: %s" % (msg if str(path) in msg else "%s: %s" % (path, msg)))
                 failures.append((path, e))
             bar.update(i + 1)
         bar.close()
@@ -267,18 +270,29 @@ def cmd_bench(args) -> int:
             up = Upscaler(backend, tile=args.tile, overlap=args.tile_overlap, batch=args.batch, log=info)
             call = lambda: [up.upscale(x[i]) for i in range(args.batch)]  # noqa: E731
         else:
+            lim = backend.limits
+            if lim.max_hw is not None and (h > lim.max_hw[0] or w > lim.max_hw[1]):
+                raise UsageError("--size %dx%d is larger than the model/engine takes (%dx%d): use a smaller --size "
+                                 "or --tile" % (h, w, lim.max_hw[0], lim.max_hw[1]))
+            if lim.max_batch is not None and args.batch > lim.max_batch:
+                raise UsageError("--batch %d is larger than the model/engine takes (%d)" % (args.batch, lim.max_batch))
             up = Upscaler(backend, log=info)
             call = lambda: up._run_padded(x, False)  # noqa: E731
-        for _ in range(args.warmup):
-            call()
         times = []
         bar = Progress(args.iters, "bench", enabled=args.progress)
-        for i in range(args.iters):
-            t = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t)
-            bar.update(i + 1)
-        bar.close()
+        try:
+            for _ in range(args.warmup):
+                call()
+            for i in range(args.iters):
+                t = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - t)
+                bar.update(i + 1)
+        except BackendOutOfMemory as e:  # bench runs whole inputs without tiling: no retry here
+            raise OutOfMemoryError("out of memory running %d×3×%d×%d on %s (%s); try a smaller --size or --batch, "
+                                   "or --tile" % (args.batch, h, w, backend.name, e)) from None
+        finally:
+            bar.close()
     finally:
         backend.close()
     ms = np.array(times) * 1e3

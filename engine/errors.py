@@ -6,7 +6,8 @@ Exit codes (documented in `python -m engine --help`):
     2  usage error (bad option, no input matched, output would overwrite an input)
     3  an input image could not be used (missing, corrupt, unsupported, too large)
     4  model/engine error (missing or corrupt file, wrong scale, built for another TensorRT/GPU)
-    5  a backend or a library it needs is not available (runtime not installed, plugin library missing)
+    5  a backend or a library it needs is not available (runtime not installed, plugin library missing), or the
+       backend failed while running one input (BackendRunError: the file is reported, the others still run)
     6  out of memory even with the smallest tile
     7  the output file could not be written
 When several inputs are processed and some fail, the exit code is the one of the first failure.
@@ -75,15 +76,23 @@ class PluginLibraryError(BackendUnavailableError):
     """Custom-op / TensorRT plugin library missing, unloadable or not the one the engine was built with."""
 
 
+class BackendRunError(EngineError):
+    """The backend (ONNX Runtime, TensorRT, CUDA) failed on one call for a reason other than memory: reported for
+    that input, the next inputs are still processed."""
+
+    exit_code = EXIT_BACKEND
+
+
 class OutOfMemoryError(EngineError):
     """Raised by the pipeline when even the smallest tile does not fit."""
 
     exit_code = EXIT_OOM
 
 
-class BackendOutOfMemory(Exception):
-    """Raised by a backend when one call ran out of (host or device) memory; the pipeline retries
-    with smaller tiles. Not an EngineError: it never reaches the user directly."""
+class BackendOutOfMemory(OutOfMemoryError):
+    """Raised by a backend when one call ran out of (host or device) memory. The pipeline catches it and retries
+    with smaller tiles; where nothing retries (`bench`, backend creation) it still reaches the user as a one-line
+    out-of-memory error (exit 6), never as a traceback."""
 
 
 # --- outputs ------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 The library is built by CMake (target smsr_ort_ops, see README). Search order:
     1. the environment variable SMSR_ORT_OPS_LIB (a path to the .so),
-    2. <repo>/build/plugins/onnxruntime/libsmsr_ort_ops.so,
-    3. <repo>/build*/plugins/onnxruntime/libsmsr_ort_ops.so (newest first).
+    2. <repo>/build/plugins/onnxruntime/libsmsr_ort_ops.so (the standard build folder of a checkout),
+    3. engine/lib/libsmsr_ort_ops.so next to this package: where `cmake --install build` puts it (install rule in
+       plugins/onnxruntime/CMakeLists.txt), or copy it there by hand for an installed engine package.
+Other build*/ folders (experiments, other configurations) are never searched: a stale library must not be picked
+up silently; point SMSR_ORT_OPS_LIB at one to use it.
 No PyTorch import here; onnxruntime is imported only by the caller.
 """
 from __future__ import annotations
@@ -21,9 +24,11 @@ MIN_ORT_VERSION = (1, 21)  # the library speaks ONNX Runtime's C API version 21
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 _SUBDIR = pathlib.Path("plugins") / "onnxruntime" / LIB_NAME
+PACKAGE_LIB_DIR = pathlib.Path(__file__).resolve().parent / "lib"  # installed copy (cmake --install)
 BUILD_HINT = ("build it with: cmake -S . -B build -DONNXRUNTIME_ROOT=<onnxruntime headers, e.g. "
               "../shared/third_party/onnxruntime-1.21> && cmake --build build -j2 --target smsr_ort_ops "
-              f"(needs `pip install scipy-openblas32`), or set {ENV_VAR} to the library's path")
+              f"(needs `pip install scipy-openblas32`; `cmake --install build` also copies it to engine/lib/), or set "
+              f"{ENV_VAR} to the library's path")
 
 
 class CustomOpLibraryError(PluginLibraryError, RuntimeError):
@@ -40,12 +45,9 @@ def find_custom_op_library() -> pathlib.Path | None:
         if not path.is_file():
             raise CustomOpLibraryError(f"{ENV_VAR}={env} does not name an existing file")
         return path.resolve()
-    standard = REPO_ROOT / "build" / _SUBDIR
-    if standard.is_file():
-        return standard
-    others = [p / _SUBDIR for p in REPO_ROOT.glob("build*") if p.is_dir() and (p / _SUBDIR).is_file()]
-    if others:
-        return max(others, key=lambda p: p.stat().st_mtime)
+    for candidate in (REPO_ROOT / "build" / _SUBDIR, PACKAGE_LIB_DIR / LIB_NAME):
+        if candidate.is_file():
+            return candidate
     return None
 
 

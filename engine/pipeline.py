@@ -45,17 +45,42 @@ class Upscaler:
                  mem_budget_bytes: int | None = None, min_tile: int = MIN_TILE,
                  log: Callable[[str], None] | None = None):
         self.backend = backend
+        self.log = log or (lambda s: None)
         self.overlap = overlap
         self.batch = max(1, batch)
         if backend.limits.max_batch:
             self.batch = min(self.batch, backend.limits.max_batch)
         self.mem_budget = mem_budget_bytes
-        self.min_tile = max(min_tile, overlap + 2 * backend.align)
-        self.log = log or (lambda s: None)
+        self._fit_overlap_to_max_tile()
+        self.min_tile = max(min_tile, self.overlap + 2 * backend.align)
+        mx = self._max_tile()
+        if mx is not None:
+            self.min_tile = min(self.min_tile, mx)
         self.tile = None if tile is None else self._check_tile(tile)
+
+    def _fit_overlap_to_max_tile(self) -> None:
+        """A backend with a small maximum input (a fixed-size ONNX graph, a small TensorRT profile) may leave no
+        room for the overlap: shrink it so tiles still advance by at least 2 aligned steps."""
+        mx, a = self._max_tile(), self.backend.align
+        if mx is None or mx - self.overlap >= 2 * a:
+            return
+        new = max(0, ((mx // 2) // a) * a)
+        if mx - new < a:
+            raise UsageError("the backend takes at most %d×%d pixels per call: too small to tile" % (mx, mx))
+        lim = self.backend.limits.max_hw
+        self.log("note: the backend takes at most %d×%d pixels per call (tiles up to %d×%d); tile overlap %d "
+                 "reduced to %d" % (lim[1], lim[0], mx, mx, self.overlap, new))
+        self.overlap = new
 
     def _check_tile(self, tile: int) -> int:
         a = self.backend.align
+        if tile % a:
+            # Every interior tile has exactly this size: an odd one would zero-pad its mask at the inner edge
+            # (the mask branch pools 2×2), costing accuracy at every cut.
+            rounded = -(-tile // a) * a
+            self.log("note: --tile %d rounded up to %d (tiles must be a multiple of %d: the mask branch pools %d×%d)"
+                     % (tile, rounded, a, a, a))
+            tile = rounded
         if tile - self.overlap < a:
             raise UsageError("--tile %d must be larger than --tile-overlap %d (by at least %d)"
                              % (tile, self.overlap, a))

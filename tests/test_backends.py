@@ -144,3 +144,86 @@ def test_runtime_imports_no_torch_or_tensorrt():
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def _fix_input(path, dims):
+    import onnx
+    m = onnx.load(str(path))
+    for d, v in zip(m.graph.input[0].type.tensor_type.shape.dim, dims):
+        if isinstance(v, int):
+            d.Clear()
+            d.dim_value = v
+    onnx.save(m, str(path))
+    return path
+
+
+def test_fixed_input_shape_becomes_limits(tmp_path):
+    """A graph exported with a fixed N×3×16×16 input: the backend states it, so the pipeline pads/tiles to it."""
+    from engine.pipeline import Upscaler
+    path = _fix_input(build_standin(tmp_path / "f.onnx"), (1, 3, 16, 16))
+    be = OrtBackend(path, device="cpu")
+    assert be.limits.min_hw == (16, 16) and be.limits.max_hw == (16, 16) and be.limits.max_batch == 1
+    x = np.random.default_rng(0).uniform(0, 255, (3, 9, 37)).astype(np.float32)
+    res = Upscaler(be, batch=4).upscale(x)
+    assert res.sr.shape == (3, 18, 74) and res.tiles > 1
+    dyn = OrtBackend(build_standin(tmp_path / "d.onnx"), device="cpu")
+    assert dyn.limits.max_hw is None and dyn.limits.max_batch is None and dyn.limits.min_hw == (2, 2)
+
+
+def test_fixed_batch_is_filled(tmp_path):
+    """A fixed batch of 2 with one image: the batch is filled with copies and only the real result returned."""
+    path = _fix_input(build_standin(tmp_path / "b2.onnx"), (2, 3, "H", "W"))
+    be = OrtBackend(path, device="cpu")
+    assert be.limits.max_batch == 2 and be.limits.max_hw is None
+    x = np.random.default_rng(1).uniform(0, 255, (1, 3, 7, 9)).astype(np.float32)
+    sr, masks = be.run(x, want_masks=True)
+    assert sr.shape == (1, 3, 14, 18) and masks.shape == (1, 5, 7, 9)
+    np.testing.assert_allclose(sr, reference_upscale(build_standin(tmp_path / "ref.onnx"), x), atol=1e-4)
+
+
+def test_run_failure_is_a_backend_run_error(tmp_path, monkeypatch):
+    from engine.errors import BackendRunError, EngineError
+    be = OrtBackend(build_standin(tmp_path / "s.onnx"), device="cpu")
+
+    class Session:
+        def run(self, names, feed):
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: lr")
+    be.session = Session()
+    with pytest.raises(BackendRunError, match="INVALID_ARGUMENT") as info:
+        be.run(np.zeros((1, 3, 4, 4), np.float32))
+    assert isinstance(info.value, EngineError) and info.value.exit_code == 5
+
+
+@pytest.mark.parametrize("deploy,device,cuda_first", [(True, "auto", False), (True, "cuda", True),
+                                                      (False, "auto", True)])
+def test_deploy_graph_prefers_cpu_over_cuda_provider(tmp_path, monkeypatch, deploy, device, cuda_first):
+    """With onnxruntime-gpu, --device auto keeps a deploy graph (CPU-only custom op) on the CPU and says why;
+    an explicit --device cuda, or a reference graph, gets the CUDA provider."""
+    import onnxruntime as ort
+    from engine.backends import onnxruntime as ortb
+    plain = build_standin(tmp_path / "plain.onnx")
+    model = build_standin(tmp_path / "m.onnx", custom_op=deploy)
+    seen = {}
+    real_session = ort.InferenceSession
+
+    def session(path, sess_options=None, providers=None):
+        seen["providers"] = list(providers)
+        return real_session(str(plain), providers=["CPUExecutionProvider"])  # no GPU here: run the plain graph
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setattr(ortb, "_register_custom_ops", lambda so: "libfake.so")
+    logs = []
+    create_backend("ort", model=model, device=device, log=logs.append).close()
+    assert (seen["providers"][0] == "CUDAExecutionProvider") == cuda_first
+    assert seen["providers"][-1] == "CPUExecutionProvider"
+    said = any("SMSRSparseBlock op runs on the CPU only" in m for m in logs)
+    assert said == (deploy and device == "auto")
+
+
+def test_torch_run_failure_is_a_backend_run_error(official_weights):
+    """A non-memory PyTorch error (here: an input too small for SMSR) is a BackendRunError, not a traceback."""
+    pytest.importorskip("torch")
+    from engine.errors import BackendRunError
+    be = create_backend("torch", model=official_weights, scale=2)
+    with pytest.raises(BackendRunError, match="PyTorch failed"):
+        be.run(np.zeros((1, 3, 1, 5), np.float32))

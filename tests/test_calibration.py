@@ -104,6 +104,22 @@ def test_bad_calibration_folder(tmp_path):
         calibration_batches(tmp_path / "empty")
 
 
+def test_unreadable_calibration_images_are_named(tmp_path):
+    from calibration.data import check_calibration_folder
+    folder = write_images(tmp_path / "imgs", [(20, 30), (17, 9)])
+    assert check_calibration_folder(folder) == 2
+    (folder / "img05.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)  # corrupt
+    for check in (check_calibration_folder, calibration_batches):
+        with pytest.raises(CalibrationDataError, match="img05.png"):
+            check(folder)
+    assert check_calibration_folder(folder, CalibrationConfig(max_images=2)) == 2  # only the images used
+    (folder / "img05.png").unlink()
+    from PIL import Image
+    Image.new("RGB", (1, 5)).save(folder / "img03.png")
+    with pytest.raises(CalibrationDataError, match="img03.png is 1x5"):
+        check_calibration_folder(folder)
+
+
 # --- ranges on synthetic data with known ranges ---------------------------------------------------------------------
 def _known_batches():
     """Values uniform in [0, 1) plus a single outlier of 1000 and a single -50. (The outlier sits in the first batch:

@@ -36,10 +36,27 @@ def images(tmp_path):
 
 
 def run_cli(capsys, *args):
-    rc = main([str(a) for a in args])
+    """main() in-process: any exception escaping it is what a user would see as a traceback, so it fails the test
+    with that message; a failure must be an int exit code with one `error: ...` line per failure on stderr."""
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:  # argparse usage errors
+        rc = e.code
+    except BaseException as e:  # noqa: BLE001
+        pytest.fail("the CLI let %s escape (a traceback for the user): %s" % (type(e).__name__, e))
     out, err = capsys.readouterr()
-    assert "Traceback" not in err
+    assert isinstance(rc, int)
+    if rc not in (0, 2):
+        assert any(line.startswith("error: ") for line in err.splitlines()), err
     return rc, out, err
+
+
+def run_cli_subprocess(*args, timeout=120):
+    """The real entry point in a child process (a traceback would show in its stderr)."""
+    r = subprocess.run([sys.executable, "-m", "engine"] + [str(a) for a in args], cwd=REPO, capture_output=True,
+                       text=True, timeout=timeout)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.returncode, r.stdout, r.stderr
 
 
 def _no_temp_files(folder: Path):
@@ -282,6 +299,76 @@ def test_tiny_image_is_an_input_error(capsys, model, tmp_path):
     Image.new("RGB", (1, 5)).save(p)
     rc, _, err = run_cli(capsys, "upscale", p, "-o", tmp_path / "o", "--model", model)
     assert rc == 3 and "at least 2×2" in err
+    assert "error: %s: " % p in err  # names the file
+
+
+def _fixed_shape_model(path, n=1, h=16, w=16):
+    """The stand-in with its input fixed to n×3×h×w, as a graph exported without dynamic axes."""
+    import onnx
+    m = onnx.load(str(build_standin(path)))
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    for d, v in zip(dims, (n, 3, h, w)):
+        d.Clear()
+        d.dim_value = v
+    onnx.save(m, str(path))
+    return path
+
+
+def test_fixed_input_size_model_pads_and_tiles(images, tmp_path):
+    """An ONNX graph with a FIXED 16×16 input upscaling a folder: images smaller than 16 are padded, larger ones
+    tiled; every image is written (the real entry point, so an escaping ORT error would show as a traceback)."""
+    fixed = _fixed_shape_model(tmp_path / "fixed16.onnx")
+    rc, out, err = run_cli_subprocess("upscale", images, "-o", tmp_path / "o", "--model", fixed)
+    assert rc == 0, err
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "o").iterdir()}
+    assert sizes == {"a.png": (46, 34), "b.png": (40, 40), "c.jpg": (62, 18)}
+    assert "upscaled 3 images" in out and "overlap 16 reduced" in err
+
+
+def _odd_failing_model(path):
+    """Dynamic H, W but only even sizes work: MaxPool 2×2 then ×4 upsampling added to a ×2 upsampling (a shape
+    error inside ONNX Runtime for odd inputs, at run time)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    nodes = [helper.make_node("Resize", ["lr", "", "s2"], ["up2"], mode="nearest"),
+             helper.make_node("MaxPool", ["lr"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Resize", ["pool", "", "s4"], ["up4"], mode="nearest"),
+             helper.make_node("Add", ["up2", "up4"], ["sr"])]
+    inits = [numpy_helper.from_array(np.array([1, 1, k, k], np.float32), "s%d" % k) for k in (2, 4)]
+    g = helper.make_graph(nodes, "odd_fails", [helper.make_tensor_value_info("lr", TensorProto.FLOAT,
+                                                                             ["N", 3, "H", "W"])],
+                          [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["N", 3, "SH", "SW"])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    helper.set_model_props(m, {"smsr.scale": "2"})
+    onnx.save(m, str(path))
+    return path
+
+
+def test_backend_run_error_is_reported_per_file(images, tmp_path):
+    """ONNX Runtime failing on one image (17×23: odd) is one `error:` line naming it, exit 5; the folder goes on."""
+    bad_model = _odd_failing_model(tmp_path / "even_only.onnx")
+    rc, out, err = run_cli_subprocess("upscale", images, "-o", tmp_path / "o", "--model", bad_model)
+    assert rc == 5, err
+    assert "error: " in err and "a.png" in err and "ONNX Runtime failed" in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["b.png"]  # 20×20; c.jpg is 9×31
+    assert "upscaled 1 image" in out and "2 failed" in out
+
+
+def test_bench_out_of_memory_is_one_line(capsys, model, monkeypatch):
+    from engine.backends import onnxruntime as ortb
+
+    def run(self, x, want_masks=False):
+        raise BackendOutOfMemory("fake: Failed to allocate memory")
+    monkeypatch.setattr(ortb.OrtBackend, "run", run)
+    rc, _, err = run_cli(capsys, "bench", "--model", model, "--size", "24x20", "--iters", "1", "--warmup", "0")
+    assert rc == 6 and "out of memory" in err and "--size" in err
+
+
+def test_bench_run_error_is_one_line(model, tmp_path):
+    rc, _, err = run_cli_subprocess("bench", "--model", _odd_failing_model(tmp_path / "m.onnx"), "--size", "9x9",
+                                    "--iters", "1", "--warmup", "0")
+    assert rc == 5 and "error: " in err and "ONNX Runtime failed" in err
 
 
 def test_progress_bar_draws_on_request():
@@ -296,3 +383,14 @@ def test_progress_bar_draws_on_request():
     quiet = io.StringIO()
     Progress(4, stream=quiet).update(1)  # not a terminal: silent by default
     assert quiet.getvalue() == ""
+
+
+def test_bench_beyond_fixed_model_size_is_a_usage_error(capsys, tmp_path):
+    fixed = _fixed_shape_model(tmp_path / "fixed16.onnx")
+    rc, _, err = run_cli(capsys, "bench", "--model", fixed, "--size", "40x40", "--iters", "1", "--warmup", "0")
+    assert rc == 2 and "--size 40x40" in err and "16x16" in err
+    rc, out, _ = run_cli(capsys, "bench", "--model", fixed, "--size", "40x40", "--iters", "1", "--warmup", "0",
+                         "--tile", "16")
+    assert rc == 0 and "tile 16" in out
+    rc, out, _ = run_cli(capsys, "bench", "--model", fixed, "--size", "12x10", "--iters", "1", "--warmup", "0")
+    assert rc == 0 and "bench: backend ort-cpu" in out  # padded up to 16×16

@@ -203,6 +203,27 @@ def test_summary_macs_match_design(official_model, set5_lr_images):
     assert 0.27 <= min(reductions) and max(reductions) <= 0.67
 
 
+def test_summary_cli_bad_images_are_one_line_errors(official_weights, tmp_path):
+    """Missing, corrupt and 1x5 images: one `error: <file>: ...` line each, exit 2, the good image still summarised."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    from PIL import Image
+    Image.new("RGB", (1, 5)).save(tmp_path / "thin.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)).save(tmp_path / "ok.png")
+    imgs = [tmp_path / n for n in ("missing.png", "corrupt.png", "thin.png", "ok.png")]
+    r = subprocess.run([sys.executable, "-m", "converters.summary", "--weights", str(official_weights),
+                        "--image"] + [str(p) for p in imgs], cwd=Path(__file__).resolve().parents[1],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3, r.stderr
+    for p, what in zip(imgs, ("no such file", "not an image", "1x5")):
+        assert any(str(p) in line and what in line for line in errors), (p, r.stderr)
+    assert "ok.png (10x8 LR)" in r.stdout
+
+
 def test_download_verifies_sha256_and_leaves_no_partial_file(official_weights, tmp_path):
     from converters.model import download_checkpoint, sha256_of
     url = official_weights.resolve().as_uri()  # file:// works offline, same code path as https://

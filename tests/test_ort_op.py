@@ -325,9 +325,31 @@ def test_x_not_4d(small):
 def test_missing_library_gives_build_hint(monkeypatch, tmp_path):
     monkeypatch.delenv(ort_ops.ENV_VAR, raising=False)
     monkeypatch.setattr(ort_ops, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(ort_ops, "PACKAGE_LIB_DIR", tmp_path / "engine" / "lib")
     assert ort_ops.find_custom_op_library() is None
     with pytest.raises(ort_ops.CustomOpLibraryError, match=r"not found.*cmake .*smsr_ort_ops"):
         ort_ops.register_custom_ops(ort.SessionOptions())
+
+
+def test_search_order_never_picks_other_build_dirs(monkeypatch, tmp_path):
+    """$SMSR_ORT_OPS_LIB, then <repo>/build/..., then the installed engine/lib/ copy; never build-<other>/."""
+    monkeypatch.delenv(ort_ops.ENV_VAR, raising=False)
+    monkeypatch.setattr(ort_ops, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(ort_ops, "PACKAGE_LIB_DIR", tmp_path / "engine" / "lib")
+
+    def put(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"lib")
+        return path
+    put(tmp_path / "build-experiment" / "plugins" / "onnxruntime" / ort_ops.LIB_NAME)  # stale experiment
+    assert ort_ops.find_custom_op_library() is None
+    installed = put(tmp_path / "engine" / "lib" / ort_ops.LIB_NAME)
+    assert ort_ops.find_custom_op_library() == installed
+    standard = put(tmp_path / "build" / "plugins" / "onnxruntime" / ort_ops.LIB_NAME)
+    assert ort_ops.find_custom_op_library() == standard
+    env = put(tmp_path / "elsewhere" / ort_ops.LIB_NAME)
+    monkeypatch.setenv(ort_ops.ENV_VAR, str(env))
+    assert ort_ops.find_custom_op_library() == env.resolve()
 
 
 def test_env_var_to_missing_file(monkeypatch, tmp_path):

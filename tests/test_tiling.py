@@ -153,3 +153,30 @@ def test_oom_at_smallest_tile_is_a_user_error():
 def test_tile_must_exceed_overlap():
     with pytest.raises(UsageError):
         Upscaler(FakeBackend(), tile=16, overlap=16)
+
+
+def test_odd_tile_is_rounded_to_align_once():
+    """An odd --tile would make every interior tile odd (its mask zero-padded at the inner edge): rounded up to
+    the backend's align, said once in the log."""
+    be = FakeBackend()
+    logs = []
+    up = Upscaler(be, tile=65, overlap=2, log=logs.append)
+    assert up.tile == 66
+    assert sum("rounded up to 66" in m for m in logs) == 1
+    x = np.random.default_rng(0).uniform(0, 255, (3, 150, 140)).astype(np.float32)
+    res = up.upscale(x)
+    # Only tiles that end at the image edge may differ from 66 (and be odd); interior tiles are 66.
+    assert res.tiles > 2 and (1, 3, 66, 66) in be.calls and not any(65 in c for c in be.calls), be.calls
+    assert sum("rounded" in m for m in logs) == 1  # not again per image/tile
+    assert Upscaler(FakeBackend(), tile=64, overlap=2, log=logs.append).tile == 64  # even: unchanged
+
+
+def test_small_backend_maximum_shrinks_overlap():
+    """A fixed 16×16 graph (max input 16) with the default overlap 16: the overlap is reduced so tiles advance."""
+    be = FakeBackend(Limits(min_hw=(16, 16), max_hw=(16, 16), max_batch=1))
+    logs = []
+    x = np.random.default_rng(0).uniform(0, 255, (3, 37, 23)).astype(np.float32)
+    res = Upscaler(be, batch=4, log=logs.append).upscale(x)
+    assert res.tiles > 1 and all(c == (1, 3, 16, 16) for c in be.calls)
+    np.testing.assert_allclose(res.sr, x.repeat(2, 1).repeat(2, 2), atol=1e-3)
+    assert any("overlap 16 reduced" in m for m in logs)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.errors import ManifestError, PluginLibraryError, ScaleMismatchError
+from engine.errors import BackendRunError, ManifestError, PluginLibraryError, ScaleMismatchError
 from engine.manifest import (EngineManifest, check_compatible, find_manifest, load_manifest, manifest_path_for,
                              resolve_plugin_library)
 
@@ -344,9 +344,12 @@ def make_fake_trt(onnx_path, profile, version="10.14.1.48"):
     class Context:
         def __init__(self):
             self.shape, self.addr = None, {}
+            self.dirty = True  # set_input_shape since the last ordinary (uncaptured) enqueue
+            trt.contexts.append(self)
 
         def set_input_shape(self, name, shape):
             self.shape = tuple(shape)
+            self.dirty = True
             return True
 
         def get_tensor_shape(self, name):
@@ -357,6 +360,13 @@ def make_fake_trt(onnx_path, profile, version="10.14.1.48"):
             self.addr[name] = ptr
 
         def execute_async_v3(self, stream):
+            capturing = cuda_holder["cudart"].capturing is not None
+            if capturing and self.dirty:  # TensorRT needs one ordinary enqueue after a shape change first
+                trt.violations.append("captured right after set_input_shape%s" % (self.shape,))
+            if capturing and trt.fail_in_capture:
+                return False
+            if not capturing:
+                self.dirty = False
             shapes = {k: self.get_tensor_shape(k) for k in ("lr", "sr", "masks")}  # baked in when captured
             addr = dict(self.addr)
 
@@ -393,7 +403,7 @@ def make_fake_trt(onnx_path, profile, version="10.14.1.48"):
         __version__=version, TensorIOMode=IOMode, nptype=lambda dt: np.float32,
         Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
         Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda data: Engine()),
-        loaded=[])
+        loaded=[], contexts=[], violations=[], fail_in_capture=False)
     trt.get_plugin_registry = lambda: types.SimpleNamespace(load_library=trt.loaded.append)
     return trt, cuda_holder
 
@@ -429,15 +439,20 @@ def test_fake_gpu_run_graph_capture_and_replay(fake_gpu):
     rng = np.random.default_rng(0)
     xa = rng.uniform(0, 255, (2, 3, 21, 33)).astype(np.float32)
     xb = rng.uniform(0, 255, (1, 3, 16, 16)).astype(np.float32)
-    # A, A (captured), B, A (replayed while the context is set to B), B (captured), A again with new data.
-    for x, captures, launches in [(xa, 0, 0), (xa, 1, 1), (xb, 1, 1), (xa, 1, 2), (xb, 2, 3)]:
+    # After every shape change one ordinary enqueue + sync runs first; only then is a shape captured or its graph
+    # replayed: A, A (captured), B, A (ordinary: the context was set to B), A (replayed), B, B (captured), B (replay).
+    plan = [(xa, 0, 0), (xa, 1, 1), (xb, 1, 1), (xa, 1, 1), (xa, 1, 2), (xb, 1, 2), (xb, 2, 3), (xb, 2, 4)]
+    for x, captures, launches in plan:
         sr, masks = be.run(x, want_masks=True)
         np.testing.assert_allclose(sr, reference_upscale(fake_gpu.onnx, x), atol=1e-3)
         assert masks.shape == (x.shape[0], 5) + x.shape[2:]
         assert (cud.captures, cud.launches) == (captures, launches)
+    assert fake_gpu.trt.violations == []
     xa2 = rng.uniform(0, 255, xa.shape).astype(np.float32)
     np.testing.assert_allclose(be.run(xa2)[0], reference_upscale(fake_gpu.onnx, xa2), atol=1e-3)
-    with pytest.raises(ValueError, match="outside the engine profile"):
+    np.testing.assert_allclose(be.run(xa2)[0], reference_upscale(fake_gpu.onnx, xa2), atol=1e-3)  # replayed
+    assert cud.launches == 5 and fake_gpu.trt.violations == []
+    with pytest.raises(BackendRunError, match="outside the engine profile"):
         be.run(np.zeros((1, 3, 4, 4), np.float32))
     be.close()
     assert cud.mem == {}  # every device and pinned buffer freed
@@ -452,6 +467,52 @@ def test_fake_gpu_capture_failure_falls_back(fake_gpu):
     for _ in range(3):
         np.testing.assert_allclose(be.run(x)[0], reference_upscale(fake_gpu.onnx, x), atol=1e-3)
     assert not be.use_cuda_graphs
+
+
+def test_fake_gpu_failure_during_capture_falls_back_per_shape(fake_gpu):
+    """execute_async_v3 returning False inside a capture: the capture is ended and discarded, the call still gives
+    the right result, and that shape is never captured again; other shapes still are."""
+    from engine.backends.tensorrt import TensorRTBackend
+    from standin_model import reference_upscale
+    cud = fake_gpu.holder["cudart"]
+    be = TensorRTBackend(fake_gpu.engine)
+    rng = np.random.default_rng(2)
+    xa = rng.uniform(0, 255, (1, 3, 12, 10)).astype(np.float32)
+    xb = rng.uniform(0, 255, (1, 3, 14, 10)).astype(np.float32)
+    fake_gpu.trt.fail_in_capture = True
+    for _ in range(4):
+        np.testing.assert_allclose(be.run(xa)[0], reference_upscale(fake_gpu.onnx, xa), atol=1e-3)
+    assert cud.capturing is None  # the failed capture was ended
+    assert cud.captures == 1 and cud.launches == 0 and be._graphs == {}
+    assert (1, 3, 12, 10) in be._capture_failed and be.use_cuda_graphs
+    fake_gpu.trt.fail_in_capture = False
+    for _ in range(3):
+        np.testing.assert_allclose(be.run(xb)[0], reference_upscale(fake_gpu.onnx, xb), atol=1e-3)
+    assert cud.captures == 2 and cud.launches == 2 and list(be._graphs) == [(1, 3, 14, 10)]
+    be.close()
+
+
+@pytest.mark.parametrize("capturable,captures", [(None, 0), (False, 0), (True, 1)])
+def test_fake_gpu_rtx_captures_only_when_capturable(fake_gpu, monkeypatch, capturable, captures):
+    """TensorRT-RTX: capture only when IExecutionContext.is_stream_capturable(stream) says so; absent API: never."""
+    from engine.backends import tensorrt as trtb
+    from standin_model import reference_upscale
+    trt = fake_gpu.trt
+    trt.__version__ = "1.7.1.116"
+    monkeypatch.setattr(trtb, "import_tensorrt", lambda builder: (trt, "tensorrt-rtx"))
+    d = json.loads(manifest_path_for(fake_gpu.engine).read_text())
+    d.update(builder="tensorrt-rtx", builder_version="1.7.1.116")
+    manifest_path_for(fake_gpu.engine).write_text(json.dumps(d))
+    be = trtb.TensorRTBackend(fake_gpu.engine)
+    asked = []
+    if capturable is not None:
+        be.context.is_stream_capturable = lambda stream: asked.append(stream) or capturable
+    x = np.random.default_rng(3).uniform(0, 255, (1, 3, 16, 16)).astype(np.float32)
+    for _ in range(3):
+        np.testing.assert_allclose(be.run(x)[0], reference_upscale(fake_gpu.onnx, x), atol=1e-3)
+    assert fake_gpu.holder["cudart"].captures == captures
+    assert asked == ([] if capturable is None else [77] * len(asked)) and (capturable is None or asked)
+    be.close()
 
 
 def test_fake_gpu_pipeline_pads_and_tiles(fake_gpu):

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .gpu import GpuInfo, detect_gpu
+from .plugin_archs import PluginArchError, PluginArchs, read_plugin_archs, refusal_message, uncovered
 from .profile import Profile
 
 MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 TAGS = {"tensorrt": "trt", "tensorrt-rtx": "trtrtx"}
-# Without a GPU to ask, TensorRT-RTX targets the consumer RTX generations: Turing, Ampere, Ada, Blackwell.
+# Without a GPU to ask, TensorRT-RTX targets the consumer RTX generations: Turing, Ampere, Ada, Blackwell
+# (for the deploy graph: those the plugin library has kernels for, see plugin_archs.py).
 DEFAULT_RTX_CCS = ("7.5", "8.6", "8.9", "12.0")
 HARDWARE_COMPAT = ("none", "ampere+")
 INPUT_NAME = "lr"
@@ -32,6 +34,11 @@ class BuilderUnavailable(RuntimeError):
 
 class BuildError(RuntimeError):
     """The ONNX parser or the builder failed; the message carries the builder's own errors."""
+
+
+class PluginTargetError(BuilderUnavailable):
+    """The plugin library has no GPU code for a target compute capability (the engine would build, then fail on
+    every enqueue); the message names the targets, what the library carries and how to fix it."""
 
 
 @dataclass
@@ -56,6 +63,7 @@ class BuildResult:
     gpu_name: str | None
     timing_cache_saved: bool
     phases: list[str] = field(default_factory=list)
+    plugin_cuda_archs: list[str] | None = None  # ["sm_75", ..., "compute_75"]; None: no plugin or no sidecar
 
 
 def short_version(version: str) -> str:
@@ -120,6 +128,41 @@ class BuilderAdapter:
     def resolve_targets(self, options: BuildOptions) -> tuple[list[str], str | None]:
         raise NotImplementedError
 
+    # --- plugin coverage ---------------------------------------------------------------------------------
+    @staticmethod
+    def plugin_archs(options: BuildOptions) -> PluginArchs | None:
+        """What the plugin library was compiled for (its .archs sidecar); None without plugin or sidecar."""
+        if options.plugin_library is None:
+            return None
+        try:
+            return read_plugin_archs(options.plugin_library)
+        except PluginArchError as exc:
+            raise PluginTargetError(str(exc)) from exc
+
+    def check_plugin_targets(self, options: BuildOptions, ccs: list[str]) -> PluginArchs | None:
+        """Refuse targets the plugin cannot run on; say when it has no architecture list to check against."""
+        archs = self.plugin_archs(options)
+        if options.plugin_library is None:
+            return None
+        if archs is None:
+            print(f"  warning: {options.plugin_library} has no architecture list (.archs sidecar, written by "
+                  "cmake next to the library): cannot check that it has kernels for compute capability "
+                  f"{', '.join(ccs)}", flush=True)
+            return None
+        bad = uncovered(archs, ccs)
+        if bad:
+            raise PluginTargetError(refusal_message(options.plugin_library, archs, ccs, bad))
+        if options.hardware_compatibility == "ampere+" and not any(p <= 80 for p in archs.ptx):
+            raise PluginTargetError(
+                f"--hardware-compatibility ampere+ makes the engine run on any GPU from compute capability 8.0 on, "
+                f"but the plugin library {options.plugin_library} carries only {archs.describe()}: rebuild it with "
+                "PTX for compute_80 or lower (the default SMSR_CUDA_ARCHITECTURES does), or drop ampere+")
+        jit = [c for c in ccs if archs.via_ptx_only(c)]
+        if jit:
+            print(f"  note: the plugin runs on compute capability {', '.join(jit)} through PTX JIT compilation "
+                  "(the driver compiles it at first use)", flush=True)
+        return archs
+
     def apply_targets(self, config, ccs: list[str], options: BuildOptions) -> None:
         raise NotImplementedError
 
@@ -136,6 +179,7 @@ class BuilderAdapter:
     def build(self, onnx_path: Path, options: BuildOptions) -> BuildResult:
         trt = self.trt
         ccs, gpu_name = self.resolve_targets(options)
+        archs = self.check_plugin_targets(options, ccs)
         logger = _Logger(trt, options.verbose)
         if options.plugin_library is not None:
             self.load_plugin(options.plugin_library)
@@ -188,7 +232,8 @@ class BuilderAdapter:
             os.replace(tmp, options.timing_cache)
             saved = True
         return BuildResult(bytes(serialized), seconds, ccs, gpu_name, saved,
-                           list(monitor.phases_seen) if monitor else [])
+                           list(monitor.phases_seen) if monitor else [],
+                           archs.as_list() if archs is not None else None)
 
 
 class TensorRTAdapter(BuilderAdapter):
@@ -226,7 +271,19 @@ class TensorRTRTXAdapter(BuilderAdapter):
         ccs = list(options.compute_capabilities or [])
         if not ccs:
             gpu = detect_gpu()
-            ccs = [gpu.compute_capability] if gpu and gpu.compute_capability in supported else list(DEFAULT_RTX_CCS)
+            if gpu and gpu.compute_capability in supported:
+                ccs = [gpu.compute_capability]
+            else:
+                ccs = list(DEFAULT_RTX_CCS)
+                archs = self.plugin_archs(options)
+                if archs is not None:  # deploy graph: only the defaults the plugin has kernels for
+                    covered = [c for c in ccs if archs.covers(c)]
+                    if not covered:
+                        raise PluginTargetError(refusal_message(options.plugin_library, archs, ccs, ccs))
+                    if covered != ccs:
+                        print(f"  note: targeting compute capability {', '.join(covered)}: the plugin library has no "
+                              f"kernels for {', '.join(c for c in ccs if c not in covered)}", flush=True)
+                    ccs = covered
         bad = [c for c in ccs if c not in supported]
         if bad:
             raise BuilderUnavailable(f"TensorRT-RTX {self.version} cannot target compute capability "

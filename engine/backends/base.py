@@ -46,7 +46,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def run(self, x: np.ndarray, want_masks: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """x: N×3×H×W float32 -> (sr N×3×sH×sW float32, masks N×5×H×W float32 or None).
-        Raises errors.BackendOutOfMemory when the call did not fit (the pipeline retries smaller)."""
+        Raises errors.BackendOutOfMemory when the call did not fit (the pipeline retries smaller), and
+        errors.BackendRunError for any other failure of the runtime (reported per input, never a traceback)."""
 
     def describe(self) -> str:
         return "%s (x%d, %s, %s graph)" % (self.name, self.scale, self.precision, self.graph)
@@ -94,7 +95,7 @@ def _create(kind, model, engine, scale, device, plugin, threads, log) -> Backend
         if model is None or is_torch_model:
             raise UsageError("--backend ort needs --model MODEL.onnx")
         from .onnxruntime import OrtBackend
-        return OrtBackend(model, device=dev, threads=threads)
+        return OrtBackend(model, device=dev, threads=threads, log=log)
 
     def make_torch():
         if model is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendOutOfMemory, BackendUnavailableError, ModelError, PluginLibraryError
+from ..errors import BackendOutOfMemory, BackendRunError, BackendUnavailableError, ModelError, PluginLibraryError
 from .base import Backend, Limits, require_module
 
 CUSTOM_OP = b"SMSRSparseBlock"
@@ -27,7 +27,8 @@ class OrtBackend(Backend):
     # Peak RSS grows by 4-6 KiB per LR pixel (measured: ORT 1.32 CPU, x2 reference and deploy graphs, 128²..384²).
     bytes_per_lr_pixel = 6 * 1024
 
-    def __init__(self, model_path, device: str = "auto", threads: int | None = None):
+    def __init__(self, model_path, device: str = "auto", threads: int | None = None, log=None):
+        log = log or (lambda s: None)
         ort = require_module("onnxruntime", "ONNX Runtime (pip install onnxruntime)")
         path = Path(model_path)
         if not path.is_file():
@@ -44,6 +45,14 @@ class OrtBackend(Backend):
             raise BackendUnavailableError("ONNX Runtime has no CUDA provider here (available: %s); install "
                                           "onnxruntime-gpu or use --backend ort-cpu" % ", ".join(available))
         use_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available
+        if use_cuda and device == "auto" and self.custom_op_library:
+            # Our SMSRSparseBlock op is CPU-only: under the CUDA provider ORT would copy activations device->host
+            # and back around every sparse block, which costs more than the dense layers gain.
+            use_cuda = False
+            log("note: deploy graph on ONNX Runtime: using the CPU provider although CUDA is available, because "
+                "the SMSRSparseBlock op runs on the CPU only (the CUDA provider would copy data to and from the GPU "
+                "around each sparse block); pass --device cuda to use it anyway, or use the reference graph or a "
+                "TensorRT engine on the GPU")
         providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
@@ -66,7 +75,7 @@ class OrtBackend(Backend):
         meta = self.session.get_modelmeta().custom_metadata_map
         self.graph = meta.get("smsr.graph", "deploy" if self.custom_op_library else "reference")
         self.precision = meta.get("smsr.precision", "fp16" if self.input_dtype == np.float16 else "fp32")
-        self.limits = Limits(min_hw=(2, 2))  # the graph handles any H, W >= 2 (odd too): no padding
+        self.fixed_batch, self.limits = _input_limits(next(i.shape for i in inputs if i.name == self.input_name))
         if "smsr.scale" in meta:
             try:
                 self.scale = int(meta["smsr.scale"])
@@ -76,10 +85,15 @@ class OrtBackend(Backend):
             self.scale = self._probe_scale()
 
     def _probe_scale(self) -> int:
-        sr, _ = self.run(np.zeros((1, 3, 8, 8), np.float32))
-        if sr.shape[2] % 8 or sr.shape[2] != sr.shape[3]:
-            raise ModelError("%s: output shape %s is not an integer upscale of 8×8" % (self.path, sr.shape))
-        return sr.shape[2] // 8
+        h, w = (max(8, self.limits.min_hw[0]), max(8, self.limits.min_hw[1]))
+        try:
+            sr, _ = self.run(np.zeros((1, 3, h, w), np.float32))
+        except BackendRunError as e:
+            raise ModelError("%s: cannot determine the scale (no smsr.scale metadata, probe run failed: %s)"
+                             % (self.path, e)) from None
+        if sr.shape[2] % h or sr.shape[3] % w or sr.shape[2] // h != sr.shape[3] // w:
+            raise ModelError("%s: output shape %s is not an integer upscale of %d×%d" % (self.path, sr.shape, h, w))
+        return sr.shape[2] // h
 
     def describe(self) -> str:
         s = super().describe()
@@ -89,21 +103,40 @@ class OrtBackend(Backend):
 
     def run(self, x, want_masks=False):
         names = [self.sr_name] + ([self.masks_name] if want_masks and self.masks_name else [])
-        feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        n = x.shape[0]
+        if self.fixed_batch is not None and n < self.fixed_batch:  # a graph with a fixed N: fill with copies
+            x = np.concatenate([x] + [x[-1:]] * (self.fixed_batch - n))
         try:
-            outs = self.session.run(names, feed)
+            outs = self.session.run(names, {self.input_name: x})
         except MemoryError:
             raise BackendOutOfMemory("host memory exhausted") from None
-        except Exception as e:
-            if is_oom_message(str(e)):
-                raise BackendOutOfMemory(str(e)) from None
-            raise
-        sr = outs[0].astype(np.float32, copy=False)
-        masks = outs[1].astype(np.float32, copy=False) if len(outs) > 1 else None
+        except Exception as e:  # ORT's own types (InvalidArgument, Fail, RuntimeException, ...)
+            msg = str(e).strip() or type(e).__name__
+            if is_oom_message(msg):
+                raise BackendOutOfMemory(msg) from None
+            raise BackendRunError("ONNX Runtime failed on an input of shape %s with %s: %s"
+                                  % ("×".join(map(str, x.shape)), self.path.name, msg.splitlines()[0])) from None
+        sr = outs[0][:n].astype(np.float32, copy=False)
+        masks = outs[1][:n].astype(np.float32, copy=False) if len(outs) > 1 else None
         return sr, masks
 
     def close(self):
         self.session = None
+
+
+def _input_limits(shape) -> tuple[int | None, Limits]:
+    """(fixed batch or None, Limits) from the ONNX input shape N×3×H×W: a graph exported with fixed sizes accepts
+    exactly those, so the pipeline pads smaller images up and tiles larger ones; symbolic dims take any size >= 2
+    (odd too: no padding)."""
+    dims = list(shape) if shape is not None else []
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in dims] if len(dims) == 4 else [None] * 4
+    n, _, h, w = fixed
+    lo = (h or 2, w or 2)
+    hi = (h, w) if h is not None or w is not None else None
+    if hi is not None:  # one fixed side: the other is free (no upper bound)
+        hi = (h or 1 << 30, w or 1 << 30)
+    return n, Limits(min_hw=lo, max_hw=hi, max_batch=n)
 
 
 def _register_custom_ops(so) -> str:

@@ -6,9 +6,13 @@
   first; its sha256 must match the one recorded at build time.
 - Device buffers and pinned host buffers are allocated once, at the profile's maximum shape, so their addresses never
   change; one CUDA stream per execution context; copies are asynchronous (H2D, enqueue, D2H, one sync per call).
-- CUDA graphs: the first call of a shape runs normally (TensorRT needs one enqueue after a shape change), a shape
-  seen again is captured (copies + enqueue) and replayed; tiling repeats one tile shape many times, which is where
-  launch overhead matters. A failed capture disables graphs for this backend and falls back to plain enqueues.
+- CUDA graphs: after any input-shape change the call runs an ordinary enqueue + stream sync (TensorRT must see one
+  enqueue after set_input_shape before a capture); the next call of the same shape captures (copies + enqueue) and
+  later ones replay. Graphs are only replayed while the context is set to their shape. Tiling repeats one tile
+  shape many times, which is where launch overhead matters. Any failure while capturing ends and discards the
+  capture, remembers the shape as not capturable and runs ordinarily; if stream capture itself is unsupported,
+  graphs are off for this backend. TensorRT-RTX engines are captured only when the context reports
+  is_stream_capturable(stream) (RTX engines may allocate or use shape-specialised kernels at run time).
 Nothing here runs without an NVIDIA GPU; tests/test_trt_backend.py covers it where one is present.
 """
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import (BackendOutOfMemory, BackendUnavailableError, ModelError, PluginLibraryError,
+from ..errors import (BackendOutOfMemory, BackendRunError, BackendUnavailableError, ModelError, PluginLibraryError,
                       ScaleMismatchError)
 from ..manifest import EngineManifest, check_compatible, find_manifest, load_manifest, resolve_plugin_library
 from .base import Backend, Limits
@@ -55,7 +59,9 @@ def import_tensorrt(builder: str | None):
     raise BackendUnavailableError("TensorRT is not installed (%s)" % "; ".join(errors))
 
 
-class CudaError(RuntimeError):
+class CudaError(BackendRunError, RuntimeError):
+    """A failed cuda-python call; an EngineError (exit 5) wherever it surfaces, never a traceback."""
+
     def __init__(self, call: str, err):
         self.err = err
         super().__init__("%s failed: %s" % (call, getattr(err, "name", err)))
@@ -133,7 +139,7 @@ class TensorRTBackend(Backend):
         cc, gpu_name = gpu_info(cudart)
         if self.manifest is not None:
             check_compatible(self.manifest, trt.__version__, cc, scale, runtime_builder=flavour, gpu_name=gpu_name)
-        self.trt, self.cudart = trt, cudart
+        self.trt, self.cudart, self.flavour = trt, cudart, flavour
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.plugin_library = None
         if lib is not None:
@@ -155,7 +161,8 @@ class TensorRTBackend(Backend):
         self._alloc()
         self.use_cuda_graphs = use_cuda_graphs
         self._graphs: dict = {}
-        self._seen: set = set()
+        self._capture_failed: set = set()  # shapes whose capture failed once: always run ordinarily
+        self._settled = False  # an ordinary enqueue + sync ran since the last set_input_shape
         self._last_shape = None
         m = self.manifest
         self.precision = m.precision if m else ("fp16" if self.in_dtype == np.float16 else "fp32")
@@ -209,57 +216,93 @@ class TensorRTBackend(Backend):
         nbytes = int(np.prod(shapes[self.in_name])) * inb.dtype.itemsize
         _check(cudart, cudart.cudaMemcpyAsync(inb.device, inb.host_ptr, nbytes, H2D, s), "cudaMemcpyAsync")
         if not self.context.execute_async_v3(int(s)):
-            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT messages above)")
+            raise BackendRunError("TensorRT execute_async_v3 failed for input %s (see the TensorRT messages above)"
+                                  % "×".join(map(str, shapes[self.in_name])))
         for name in self.out_dtypes:
             b = self.buffers[name]
             nb = int(np.prod(shapes[name])) * b.dtype.itemsize
             _check(cudart, cudart.cudaMemcpyAsync(b.host_ptr, b.device, nb, D2H, s), "cudaMemcpyAsync")
 
+    def _capturable(self) -> bool:
+        """TensorRT-RTX: only when the context says so (unknown API: never). TensorRT 10: yes."""
+        if self.flavour != "tensorrt-rtx":
+            return True
+        check = getattr(self.context, "is_stream_capturable", None)
+        if check is None:
+            return False
+        try:
+            return bool(check(int(self.stream)))
+        except Exception:  # noqa: BLE001 - a failing query means "don't capture"
+            return False
+
     def _capture(self, shapes: dict):
+        """Record copies + enqueue into a CUDA graph. Any failure ends the capture and discards what was recorded."""
         cudart, s = self.cudart, self.stream
         mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         _check(cudart, cudart.cudaStreamBeginCapture(s, mode), "cudaStreamBeginCapture")
+        graph = exe = None
         try:
-            self._enqueue(shapes)
-        finally:
-            graph = _check(cudart, cudart.cudaStreamEndCapture(s), "cudaStreamEndCapture")
-        exe = _check(cudart, cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+            try:
+                self._enqueue(shapes)
+            finally:  # always end the capture, even when the enqueue failed, so the stream is usable again
+                graph = _check(cudart, cudart.cudaStreamEndCapture(s), "cudaStreamEndCapture")
+            exe = _check(cudart, cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        except BaseException:
+            if graph is not None:
+                cudart.cudaGraphDestroy(graph)
+            cudart.cudaGetLastError()  # clear the error state the failed capture left
+            raise
         return graph, exe
+
+    def _launch(self, shape):
+        _check(self.cudart, self.cudart.cudaGraphLaunch(self._graphs[shape][1], self.stream), "cudaGraphLaunch")
+
+    def _run_ordinary(self, shapes: dict):
+        self._enqueue(shapes)
+        _check(self.cudart, self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        self._settled = True
+
+    def _run_with_graph(self, shape, shapes: dict):
+        if shape in self._graphs:
+            self._launch(shape)
+            return
+        try:
+            self._graphs[shape] = self._capture(shapes)
+        except Exception as e:  # noqa: BLE001 - e.g. a plugin or an RTX engine that is not capture-safe
+            self._capture_failed.add(shape)
+            if isinstance(e, CudaError) and "cudaStreamBeginCapture" in str(e):
+                self.use_cuda_graphs = False  # stream capture itself is unsupported here
+            self._run_ordinary(shapes)
+            return
+        self._launch(shape)
 
     def run(self, x, want_masks=False):
         x = np.asarray(x)
         n, c, h, w = x.shape
         lo, hi = self.profile_min, self.profile_max
         if not (lo[0] <= n <= hi[0] and lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
-            raise ValueError("input %s outside the engine profile %s..%s (the pipeline pads/tiles to fit)"
-                             % (x.shape, lo, hi))
+            raise BackendRunError("input %s outside the engine profile %s..%s (the pipeline pads/tiles to fit)"
+                                  % (x.shape, lo, hi))
         shape = (n, c, h, w)
         if shape != self._last_shape:
-            self.context.set_input_shape(self.in_name, shape)
+            if not self.context.set_input_shape(self.in_name, shape):
+                raise BackendRunError("TensorRT rejected input shape %s" % (shape,))
             self._last_shape = shape
+            self._settled = False
         shapes = {self.in_name: shape}
         for name in self.out_dtypes:
             shapes[name] = tuple(self.context.get_tensor_shape(name))
         np.copyto(self.buffers[self.in_name].host_view(shape), x, casting="unsafe")
         try:
-            if self.use_cuda_graphs and shape in self._graphs:
-                _check(self.cudart, self.cudart.cudaGraphLaunch(self._graphs[shape][1], self.stream),
-                       "cudaGraphLaunch")
-            elif self.use_cuda_graphs and shape in self._seen and len(self._graphs) < MAX_GRAPHS:
-                try:
-                    self._graphs[shape] = self._capture(shapes)
-                    _check(self.cudart, self.cudart.cudaGraphLaunch(self._graphs[shape][1], self.stream),
-                           "cudaGraphLaunch")
-                except CudaError:
-                    self.use_cuda_graphs = False  # e.g. a plugin that is not capture-safe: plain enqueues
-                    self.cudart.cudaGetLastError()
-                    self._enqueue(shapes)
+            use_graph = (self.use_cuda_graphs and self._settled and shape not in self._capture_failed
+                         and (shape in self._graphs or (len(self._graphs) < MAX_GRAPHS and self._capturable())))
+            if use_graph:
+                self._run_with_graph(shape, shapes)
             else:
-                self._seen.add(shape)
-                self._enqueue(shapes)
+                self._run_ordinary(shapes)
             _check(self.cudart, self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         except CudaError as e:
-            raise RuntimeError("CUDA error during inference: %s" % e) from None
+            raise BackendRunError("CUDA error during inference: %s" % e) from None
         sr = self.buffers[self.sr_name].host_view(shapes[self.sr_name]).astype(np.float32)
         masks = None
         if want_masks and self.masks_name:

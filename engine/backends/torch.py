@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendOutOfMemory, BackendUnavailableError, ModelError, UsageError
+from ..errors import BackendOutOfMemory, BackendRunError, BackendUnavailableError, ModelError, UsageError
 from .base import Backend, Limits, require_module
 
 
@@ -57,10 +57,12 @@ class TorchBackend(Backend):
                 return self.model(t).float().cpu().numpy(), None
         except (torch.cuda.OutOfMemoryError, MemoryError) as e:
             raise BackendOutOfMemory(str(e)) from None
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:
             if "out of memory" in str(e).lower() or "not enough memory" in str(e).lower():
                 raise BackendOutOfMemory(str(e)) from None
-            raise
+            msg = (str(e).strip() or type(e).__name__).splitlines()[0]
+            raise BackendRunError("PyTorch failed on an input of shape %s: %s"
+                                  % ("×".join(map(str, np.shape(x))), msg)) from None
 
     def close(self):
         self.model = None

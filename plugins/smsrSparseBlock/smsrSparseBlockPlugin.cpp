@@ -31,6 +31,22 @@ std::string joinInts(int32_t const* v)
     return s;
 }
 
+//! "" when the kernel library accepts the shape (validateSparseBlockShape + its per-call pixel limit), else why.
+//! Checked on the profile's largest shape at build time: past the limit the workspace size would be 0 and every
+//! enqueue would fail with an unexplained cudaErrorInvalidValue.
+std::string checkKernelShape(SparseBlockShape const& shape)
+{
+    char const* const msg = validateSparseBlockShape(shape);
+    if (msg != nullptr)
+        return msg;
+    size_t const pixels = size_t(shape.batch) * size_t(shape.height) * size_t(shape.width);
+    if (pixels > kMaxSparseBlockPixels)
+        return "SMSRSparseBlock: N*H*W = " + std::to_string(pixels) + " pixels exceeds the kernel library's limit of "
+            + "2^30 = " + std::to_string(kMaxSparseBlockPixels) + " pixels per call (int32 pixel indices): lower the "
+            + "batch or the largest image of the profile, or tile the image";
+    return std::string();
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -219,9 +235,9 @@ int32_t SMSRSparseBlockPlugin::configurePlugin(
         if (err.empty())
         {
             // The largest shape of the profile must be one the kernels accept.
-            char const* const msg = validateSparseBlockShape(makeShape(in[kIN_X].max, mCfg));
-            if (msg != nullptr)
-                err = std::string(msg) + " (largest x of the profile: " + dimsString(in[kIN_X].max) + ")";
+            std::string const msg = checkKernelShape(makeShape(in[kIN_X].max, mCfg));
+            if (!msg.empty())
+                err = msg + " (largest x of the profile: " + dimsString(in[kIN_X].max) + ")";
         }
         if (!err.empty())
         {
@@ -247,8 +263,20 @@ size_t SMSRSparseBlockPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* in
         return 0;
     // Sized for the largest shape of the profile; enqueue asks again for the actual shape.
     SparseBlockShape const shape = makeShape(inputs[kIN_X].max, mCfg);
-    if (validateSparseBlockShape(shape) != nullptr)
+    try
+    {
+        // configurePlugin rejects such a profile first; say why here too rather than return 0 silently.
+        std::string const err = checkKernelShape(shape);
+        if (!err.empty())
+        {
+            fail(err + " (largest x of the profile: " + dimsString(inputs[kIN_X].max) + ")");
+            return 0;
+        }
+    }
+    catch (...)
+    {
         return 0;
+    }
     return getSparseBlockWorkspaceSize(shape, type);
 }
 
@@ -276,8 +304,7 @@ std::string SMSRSparseBlockPlugin::checkRuntime(
     for (int32_t i = 0; i < 4; ++i)
         if (out[0].dims.nbDims != 4 || out[0].dims.d[i] != dims[kIN_X].d[i])
             return "output y has shape " + dimsString(out[0].dims) + ", expected x's " + dimsString(dims[kIN_X]);
-    char const* const msg = validateSparseBlockShape(makeShape(dims[kIN_X], mCfg));
-    return msg != nullptr ? std::string(msg) : std::string();
+    return checkKernelShape(makeShape(dims[kIN_X], mCfg));
 }
 
 int32_t SMSRSparseBlockPlugin::onShapeChange(

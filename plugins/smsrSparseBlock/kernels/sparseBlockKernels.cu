@@ -149,7 +149,7 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
 
 size_t getSparseBlockWorkspaceSize(SparseBlockShape const& shape, DataType type) noexcept
 {
-    if (validateSparseBlockShape(shape) != nullptr || totalPixels(shape) > size_t(1) << 30)
+    if (validateSparseBlockShape(shape) != nullptr || totalPixels(shape) > kMaxSparseBlockPixels)
         return 0;
     return layoutFor(shape, type).total;
 }
@@ -158,7 +158,7 @@ cudaError_t enqueueSparseBlock(SparseBlockShape const& shape, DataType type, Spa
     void* workspace, size_t workspaceSize, cudaStream_t stream) noexcept
 {
     // Pixel lists hold int32 indices n*H*W + y*W + x.
-    if (validateSparseBlockShape(shape) != nullptr || totalPixels(shape) > size_t(1) << 30
+    if (validateSparseBlockShape(shape) != nullptr || totalPixels(shape) > kMaxSparseBlockPixels
         || (type != DataType::kFLOAT && type != DataType::kHALF))
         return cudaErrorInvalidValue;
     if (!tensors.x || !tensors.mask || !tensors.collectWeight || !tensors.collectBias || !tensors.y)

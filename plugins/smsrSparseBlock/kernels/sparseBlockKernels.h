@@ -21,6 +21,10 @@
 namespace smsr
 {
 
+//! Most pixels N*H*W one call accepts (pixel lists hold int32 indices n*H*W + y*W + x); larger shapes get
+//! workspace size 0 and cudaErrorInvalidValue. Callers with dynamic shapes should check it up front.
+constexpr size_t kMaxSparseBlockPixels = size_t(1) << 30;
+
 //! Bytes of device workspace enqueueSparseBlock needs (0 allowed). Host-only, no CUDA calls.
 size_t getSparseBlockWorkspaceSize(SparseBlockShape const& shape, DataType type) noexcept;
 

@@ -9,16 +9,24 @@
  * recorder, and destructor balance. The engine-build tests (tests/test_trt_plugin.py) cover the same methods
  * called by a real TensorRT builder.
  *
+ * Built twice: against libsmsr_trt_plugin.so (real CUDA kernels; enqueue only up to its rejections), and against
+ * libsmsr_trt_plugin_emu.so, the same plugin sources over the emulated kernel library (SMSR_SIMT_EMULATION, whose
+ * "device memory" is host memory): that build also runs enqueue's success path (testEnqueue) and compares y with
+ * a naive double-precision evaluation of the op contract.
+ *
  * usage: smsr_trt_plugin_host_test <path/to/libsmsr_trt_plugin.so>
+ *        smsr_trt_plugin_emu_host_test <path/to/libsmsr_trt_plugin_emu.so>
  */
 #include "kernels/sparseBlockKernels.h"
 
 #include <NvInferRuntime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <dlfcn.h>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -406,6 +414,42 @@ void testPlugin(IPluginCreatorV3One* c)
         io[6].desc.dims = dims({64, 256});
         CHECK(build->configurePlugin(io.data(), 8, io.data() + 8, 1) == 0);
     }
+    // The kernel library's 2^30-pixel limit per call (N*H*W): a profile up to exactly 2^30 pixels is accepted and
+    // gets the library's workspace; one pixel row more is rejected at build time with a message naming the limit
+    // (before, it got workspace 0 and every enqueue failed with an unexplained cudaErrorInvalidValue).
+    {
+        auto atLimit = dynDesc(blockDims(256, 2048, 2048), DataType::kHALF); // 2^8 * 2^11 * 2^11 = 2^30
+        gMessages.clear();
+        CHECK(build->configurePlugin(atLimit.data(), 8, atLimit.data() + 8, 1) == 0);
+        smsr::SparseBlockShape lim{};
+        lim.batch = 256;
+        lim.channels = 64;
+        lim.height = 2048;
+        lim.width = 2048;
+        std::memcpy(lim.dense, kDense, sizeof kDense);
+        std::memcpy(lim.sparse, kSparse, sizeof kSparse);
+        size_t const wsLimit = build->getWorkspaceSize(atLimit.data(), 8, atLimit.data() + 8, 1);
+        CHECK(wsLimit > 0 && wsLimit == smsr::getSparseBlockWorkspaceSize(lim, smsr::DataType::kHALF));
+        CHECK(gMessages.empty());
+        auto over = dynDesc(blockDims(-1, -1, -1), DataType::kHALF);
+        auto const lo = blockDims(1, 8, 8);
+        auto const hi = blockDims(257, 2048, 2048); // 2^30 + 2^22 pixels
+        for (size_t i = 0; i < over.size(); ++i)
+        {
+            over[i].min = lo[i];
+            over[i].opt = lo[i];
+            over[i].max = hi[i];
+        }
+        CHECK(build->configurePlugin(over.data(), 8, over.data() + 8, 1) != 0);
+        char const* const needle = "N*H*W = 1077936128 pixels exceeds the kernel library's limit of 2^30 = 1073741824";
+        if (!logged(needle))
+            std::fprintf(stderr, "  expected message '%s'\n", needle);
+        CHECK(logged(needle));
+        CHECK(logged("largest x of the profile: [257x64x2048x2048]"));
+        gMessages.clear();
+        CHECK(build->getWorkspaceSize(over.data(), 8, over.data() + 8, 1) == 0);
+        CHECK(logged(needle)); // and says so rather than returning 0 silently
+    }
     struct BadShape
     {
         int32_t input;
@@ -505,6 +549,221 @@ void testPlugin(IPluginCreatorV3One* c)
     delete cl;
 }
 
+#if defined(SMSR_SIMT_EMULATION)
+// ---- enqueue's success path (emulated kernel library: "device" pointers are host memory) ---------------------
+struct Block
+{
+    int32_t n, c, h, w;
+    int32_t dense[4], sparse[4];
+    int32_t cout(int32_t l) const { return dense[l] + sparse[l]; }
+    int32_t cin(int32_t l) const { return l == 0 ? c : cout(l - 1); }
+    int32_t collectIn() const { return cout(0) + cout(1) + cout(2) + cout(3); }
+    std::vector<Dims> ioDims(int64_t nn, int64_t hh, int64_t ww) const
+    {
+        std::vector<Dims> v{dims({nn, c, hh, ww}), dims({nn, 1, hh, ww})};
+        for (int32_t l = 0; l < 4; ++l)
+            v.push_back(dims({cout(l), cin(l), 3, 3}));
+        v.push_back(dims({c, collectIn(), 1, 1}));
+        v.push_back(dims({c}));
+        v.push_back(dims({nn, c, hh, ww}));
+        return v;
+    }
+};
+
+//! The op contract (docs/DESIGN.md §2) evaluated directly, in double, NCHW. t[0..7] = x, mask, w0..w3, wc, bc.
+std::vector<double> naiveBlock(Block const& b, std::vector<float> const* t)
+{
+    size_t const HW = size_t(b.h) * b.w;
+    std::vector<double> y(size_t(b.n) * b.c * HW);
+    for (int32_t n = 0; n < b.n; ++n)
+    {
+        float const* m = t[1].data() + n * HW;
+        std::vector<double> in(t[0].begin() + n * b.c * HW, t[0].begin() + (n + 1) * b.c * HW);
+        double* yn = y.data() + n * b.c * HW;
+        for (int32_t co = 0; co < b.c; ++co)
+            for (size_t p = 0; p < HW; ++p)
+                yn[co * HW + p] = t[7][co];
+        int32_t off = 0;
+        for (int32_t l = 0; l < 4; ++l)
+        {
+            int32_t const cin = b.cin(l), cout = b.cout(l), denseIn = l == 0 ? cin : b.dense[l - 1];
+            std::vector<float> const& wl = t[2 + l];
+            std::vector<double> f(cout * HW);
+            for (int32_t co = 0; co < cout; ++co)
+                for (int32_t yy = 0; yy < b.h; ++yy)
+                    for (int32_t xx = 0; xx < b.w; ++xx)
+                    {
+                        double sd = 0, ss = 0;
+                        for (int32_t ci = 0; ci < cin; ++ci)
+                            for (int32_t k = 0; k < 9; ++k)
+                            {
+                                int32_t const sy = yy + k / 3 - 1, sx = xx + k % 3 - 1;
+                                if (sy >= 0 && sy < b.h && sx >= 0 && sx < b.w)
+                                    (ci < denseIn ? sd : ss)
+                                        += in[ci * HW + sy * b.w + sx] * wl[(size_t(co) * cin + ci) * 9 + k];
+                            }
+                        double const mp = m[yy * b.w + xx];
+                        double z = sd + mp * ss;
+                        if (co >= b.dense[l])
+                            z *= mp;
+                        f[co * HW + yy * b.w + xx] = z > 0 ? z : 0;
+                    }
+            for (int32_t co = 0; co < b.c; ++co)
+                for (int32_t ci = 0; ci < cout; ++ci)
+                    for (size_t p = 0; p < HW; ++p)
+                        yn[co * HW + p] += t[6][size_t(co) * b.collectIn() + off + ci] * f[ci * HW + p];
+            off += cout;
+            in.swap(f);
+        }
+    }
+    return y;
+}
+
+float roundHalf(float v) { return __half2float(__float2half_rn(v)); }
+
+//! One plugin run through the TensorRT call sequence (configurePlugin on a dynamic profile larger than the
+//! actual shape, getWorkspaceSize, attachToContext, onShapeChange, enqueue) against the naive reference.
+void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint32_t seed)
+{
+    bool const half = type == DataType::kHALF;
+    char const* const tname = half ? "FP16" : "FP32";
+    Fields f;
+    f.f.emplace_back("dense_channels", b.dense, PluginFieldType::kINT32, 4);
+    f.f.emplace_back("sparse_channels", b.sparse, PluginFieldType::kINT32, 4);
+    IPluginV3* p = c->createPlugin("emu_block", f.get(), TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    if (p == nullptr)
+        return;
+    // Build phase: profile N 1..n+1, H 4..h+1, W 4..w+3 (the workspace is sized for the largest shape).
+    auto dyn = dynDesc(b.ioDims(-1, -1, -1), type);
+    auto const lo = b.ioDims(1, 4, 4), hi = b.ioDims(b.n + 1, b.h + 1, b.w + 3);
+    for (size_t i = 0; i < dyn.size(); ++i)
+    {
+        dyn[i].min = lo[i];
+        dyn[i].opt = hi[i];
+        dyn[i].max = hi[i];
+    }
+    CHECK(buildOf(p)->configurePlugin(dyn.data(), 8, dyn.data() + 8, 1) == 0);
+    size_t const ws = buildOf(p)->getWorkspaceSize(dyn.data(), 8, dyn.data() + 8, 1);
+    smsr::SparseBlockShape big{};
+    big.batch = b.n + 1;
+    big.channels = b.c;
+    big.height = b.h + 1;
+    big.width = b.w + 3;
+    std::memcpy(big.dense, b.dense, sizeof big.dense);
+    std::memcpy(big.sparse, b.sparse, sizeof big.sparse);
+    size_t const libWs = smsr::getSparseBlockWorkspaceSize(big, half ? smsr::DataType::kHALF : smsr::DataType::kFLOAT);
+    CHECK(ws > 0 && ws == libWs);
+
+    // Data: pixels 0..255, weights keeping features on that scale, a ~40 % / ~70 % mask; FP16 inputs are rounded
+    // first so the reference sees exactly what the kernels read. Every tensor is distinct: a swapped input shows.
+    std::mt19937 rng(seed);
+    auto const io = b.ioDims(b.n, b.h, b.w);
+    std::vector<float> t[8];
+    for (int32_t i = 0; i < 8; ++i)
+    {
+        int64_t count = 1;
+        for (int32_t d = 0; d < io[i].nbDims; ++d)
+            count *= io[i].d[d];
+        t[i].resize(size_t(count));
+    }
+    std::uniform_real_distribution<float> pix(0.F, 255.F), unit(0.F, 1.F), bias(-10.F, 10.F);
+    for (auto& v : t[0])
+        v = pix(rng);
+    size_t const HW = size_t(b.h) * b.w;
+    for (size_t i = 0; i < t[1].size(); ++i)
+        t[1][i] = unit(rng) < (i < HW ? 0.4F : 0.7F) ? 1.F : 0.F;
+    for (int32_t l = 0; l < 4; ++l)
+    {
+        std::normal_distribution<float> g(0.F, std::sqrt(1.F / (9.F * b.cin(l))));
+        for (auto& v : t[2 + l])
+            v = g(rng);
+    }
+    std::normal_distribution<float> gc(0.F, std::sqrt(1.F / b.collectIn()));
+    for (auto& v : t[6])
+        v = gc(rng);
+    for (auto& v : t[7])
+        v = bias(rng);
+    if (half)
+        for (auto& vec : t)
+            for (auto& v : vec)
+                v = roundHalf(v);
+    std::vector<double> const ref = naiveBlock(b, t);
+
+    // Device buffers in the plugin's I/O type (host memory under the emulation).
+    size_t const esz = half ? 2 : 4;
+    std::vector<void*> buf(9, nullptr);
+    for (int32_t i = 0; i < 9; ++i)
+    {
+        size_t const count = i < 8 ? t[i].size() : ref.size();
+        CHECK(cudaMalloc(&buf[i], count * esz) == cudaSuccess);
+        for (size_t j = 0; j < count; ++j)
+        {
+            float const v = i < 8 ? t[i][j] : NAN; // y starts as NaN: every element must be written
+            if (half)
+                static_cast<__half*>(buf[i])[j] = __float2half_rn(v);
+            else
+                static_cast<float*>(buf[i])[j] = v;
+        }
+    }
+    void* workspace = nullptr;
+    CHECK(cudaMalloc(&workspace, ws) == cudaSuccess);
+
+    TestRecorder recorder;
+    TestContext ctx;
+    ctx.mRecorder = &recorder;
+    IPluginV3* att = runtimeOf(p)->attachToContext(&ctx);
+    CHECK(att != nullptr);
+    if (att != nullptr)
+    {
+        auto const rd = desc(io, type);
+        CHECK(runtimeOf(att)->onShapeChange(rd.data(), 8, rd.data() + 8, 1) == 0);
+        std::vector<void const*> ins(buf.begin(), buf.begin() + 8);
+        std::vector<void*> outs{buf[8]};
+        int32_t const rc = runtimeOf(att)->enqueue(rd.data(), rd.data() + 8, ins.data(), outs.data(), workspace, nullptr);
+        CHECK(rc == 0);
+        CHECK(recorder.mErrors.empty());
+        for (auto const& e : recorder.mErrors)
+            std::fprintf(stderr, "  enqueue error: %s\n", e.c_str());
+        double maxErr = 0, maxRef = 0;
+        size_t nonFinite = 0;
+        for (size_t j = 0; j < ref.size(); ++j)
+        {
+            double const y = half ? __half2float(static_cast<__half*>(buf[8])[j]) : static_cast<float*>(buf[8])[j];
+            if (!std::isfinite(y))
+                ++nonFinite;
+            else
+                maxErr = std::max(maxErr, std::fabs(y - ref[j]));
+            maxRef = std::max(maxRef, std::fabs(ref[j]));
+        }
+        // Same tolerances as the kernel tests: FP32 abs 1e-3 on 0..255 data; FP16 1e-2 relative to max |y|.
+        bool const ok = rc == 0 && nonFinite == 0 && (half ? maxErr <= 1e-2 * maxRef : maxErr <= 1e-3);
+        CHECK(ok);
+        std::printf("%s plugin enqueue (emulated kernels) %s N=%d C=%d H=%d W=%d dense=%d,%d,%d,%d: max|err|=%.3g "
+                    "(max|y|=%.3g, non-finite %zu), workspace %zu bytes\n",
+            ok ? "ok  " : "FAIL", tname, b.n, b.c, b.h, b.w, b.dense[0], b.dense[1], b.dense[2], b.dense[3], maxErr,
+            maxRef, nonFinite, ws);
+        delete att;
+    }
+    for (void* q : buf)
+        cudaFree(q);
+    cudaFree(workspace);
+    delete p;
+}
+
+void testEnqueue(IPluginCreatorV3One* c)
+{
+    // Official-like splits, scaled to C=16: dense channels shrinking to zero in later layers; and a block whose
+    // layer 0 has no sparse outputs while later layers have no dense ones.
+    Block const a{2, 16, 7, 9, {6, 2, 1, 0}, {10, 14, 15, 16}};
+    Block const z{2, 16, 7, 9, {16, 0, 0, 0}, {0, 16, 16, 16}};
+    uint32_t seed = 11;
+    for (Block const& b : {a, z})
+        for (DataType t : {DataType::kFLOAT, DataType::kHALF})
+            runEnqueueCase(c, b, t, seed++);
+}
+#endif
+
 void testLogging(IPluginCreatorV3One* c)
 {
     Fields none;
@@ -571,6 +830,9 @@ int main(int argc, char** argv)
     testCreator(creator);
     testBadFields(creator);
     testPlugin(creator);
+#if defined(SMSR_SIMT_EMULATION)
+    testEnqueue(creator);
+#endif
     CHECK(gLive() == 0); // every plugin object created above was destroyed exactly once
 
     std::printf("%d checks, %d failures\n", gChecks, gFailures);
