@@ -52,12 +52,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from converters.export_onnx import export_all
-    from engine.evaluate import load_rgb
+    from engine.image_io import read_rgb
     onnx_dir = args.onnx_dir or Path(tempfile.mkdtemp(prefix="smsr_bench_"))
     graphs = {k: onnx_dir / f"smsr_x2_{k}.onnx" for k in ("reference", "deploy")}
     if not all(p.exists() for p in graphs.values()):
         graphs = export_all(args.weights, 2, onnx_dir, fp16=False)
-    images = [load_rgb(p).transpose(2, 0, 1)[None].astype(np.float32).copy()
+    images = [read_rgb(p).transpose(2, 0, 1)[None].astype(np.float32).copy()
               for p in sorted((args.data / "LR_bicubic" / "X2").glob("*.png"))]
 
     runners = {

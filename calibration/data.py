@@ -14,9 +14,10 @@ from typing import Iterator
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
-from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+from engine.errors import ImageError
+from engine.image_io import IMAGE_SUFFIXES, read_rgb
+
 MODES = ("images", "patches")
 
 
@@ -40,23 +41,17 @@ def list_images(folder: str | Path) -> list[Path]:
         raise CalibrationDataError(f"calibration folder {folder} not found")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise CalibrationDataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")
+        raise CalibrationDataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in calibration folder "
+                                   f"{folder}")
     return files
 
 
 def load_rgb_chw(path: Path) -> np.ndarray:
     """1 x 3 x H x W float32 on 0..255; CalibrationDataError naming the file when it cannot be used."""
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32)
-    except FileNotFoundError:
-        raise CalibrationDataError(f"calibration image {path} not found") from None
-    except UnidentifiedImageError:
-        raise CalibrationDataError(f"calibration image {path} is not an image file (or an unsupported format); "
-                                   "remove it from the calibration folder") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data in a recognised format
-        raise CalibrationDataError(f"calibration image {path} cannot be read ({exc}); remove it from the "
-                                   "calibration folder") from None
+        arr = read_rgb(path).astype(np.float32)
+    except ImageError as exc:  # the message names the file
+        raise CalibrationDataError(f"calibration image {exc}; remove it from the calibration folder") from None
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise CalibrationDataError(f"calibration image {path} is {arr.shape[1]}x{arr.shape[0]}; SMSR needs at "
                                    "least 2x2 pixels")

@@ -26,9 +26,9 @@ def make_inputs(data: Path | None, seed: int = 0, max_side: int = 96) -> list[di
     rng = np.random.default_rng(seed)
     feeds = []
     if data is not None:
-        from engine.evaluate import load_rgb
+        from engine.image_io import read_rgb
         for p in sorted((Path(data) / "LR_bicubic" / "X2").glob("*.png")):
-            img = load_rgb(p)[:max_side, :max_side]
+            img = read_rgb(p)[:max_side, :max_side]
             feeds.append(img.transpose(2, 0, 1)[None].astype(np.float32))
     feeds.append((rng.random((1, 3, 37, 23)) * 255).astype(np.float32))
     feeds.append(np.full((1, 3, 30, 26), 128.0, np.float32))

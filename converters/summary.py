@@ -77,16 +77,12 @@ class ImageInputError(ValueError):
 
 def image_masks(model: SMSR, path: str) -> np.ndarray:
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from engine.errors import ImageError
+    from engine.image_io import read_rgb
     try:
-        with Image.open(path) as im:
-            img = np.asarray(im.convert("RGB"), dtype=np.float32)
-    except FileNotFoundError:
-        raise ImageInputError(f"{path}: no such file") from None
-    except UnidentifiedImageError:
-        raise ImageInputError(f"{path}: not an image file (or an unsupported format)") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated / corrupt data inside a recognised format
-        raise ImageInputError(f"{path}: cannot read image: {exc}") from None
+        img = read_rgb(path).astype(np.float32)
+    except ImageError as exc:
+        raise ImageInputError(str(exc)) from None
     h, w = img.shape[:2]
     if h < 2 or w < 2:
         raise ImageInputError(f"{path}: image is {w}x{h}; SMSR needs at least 2x2 pixels")

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from .errors import EngineError, UsageError
+from .image_io import IMAGE_SUFFIXES, read_rgb
 from .metrics import psnr_y, ssim_y, to_uint8
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # N x 3 x H x W float32 (0..255) -> N x 3 x sH x sW
 
@@ -52,11 +51,6 @@ def find_pairs(data: Path, scale: int) -> list[tuple[str, Path, Path]]:
     return pairs
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     h, w = img.shape[:2]
     return img[: h - h % scale, : w - w % scale]
@@ -85,8 +79,8 @@ def make_predictor(backend: str, scale: int, weights: str | None, model: str | N
 def evaluate(predict, pairs, scale: int, progress=None) -> list[ImageResult]:
     results = []
     for name, hr_path, lr_path in pairs:
-        hr = mod_crop(load_rgb(hr_path), scale)
-        lr = load_rgb(lr_path)
+        hr = mod_crop(read_rgb(hr_path), scale)
+        lr = read_rgb(lr_path)
         if (lr.shape[0] * scale, lr.shape[1] * scale) != hr.shape[:2]:
             raise ValueError(f"{name}: LR {lr.shape[1]}x{lr.shape[0]} x{scale} does not match the mod-cropped "
                              f"HR {hr.shape[1]}x{hr.shape[0]}")

@@ -13,6 +13,7 @@ Outputs are rounded and clamped to the bit depth of the input. Writes are atomic
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import warnings
@@ -73,14 +74,30 @@ def _check_pixels(path, w: int, h: int, max_pixels: int | None) -> None:
             "pass --allow-large-images if you trust this file" % (path, w, h, w * h / 1e6, max_pixels / 1e6))
 
 
-def load_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
-    """Decode `path` into network form. Raises ImageError subclasses with a message naming the file."""
-    path = Path(path)
+@contextlib.contextmanager
+def _decoding(path: Path):
+    """Turn whatever a decoder raises for a bad file into an ImageError subclass naming the file."""
     if not path.exists():
         raise ImageNotFoundError("%s: no such file" % path)
     if path.is_dir():
         raise UnsupportedImageError("%s: is a directory" % path)
     try:
+        yield
+    except (ImageTooLargeError, UnsupportedImageError):
+        raise
+    except UnidentifiedImageError:
+        raise UnsupportedImageError("%s: not an image file Pillow can identify (corrupt or unsupported format)"
+                                    % path) from None
+    except png16.PNGError as e:
+        raise CorruptImageError("%s: cannot decode 16-bit PNG: %s" % (path, e)) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+        raise CorruptImageError("%s: cannot decode image (%s)" % (path, e)) from None
+
+
+def load_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Decode `path` into network form. Raises ImageError subclasses with a message naming the file."""
+    path = Path(path)
+    with _decoding(path):
         if png16.needs_png16(path):
             hdr = png16.read_header(path)
             _check_pixels(path, hdr.width, hdr.height, max_pixels)
@@ -97,15 +114,14 @@ def load_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
                     return _from_pillow(path, im)
             finally:
                 Image.MAX_IMAGE_PIXELS = old
-    except (ImageTooLargeError, UnsupportedImageError):
-        raise
-    except UnidentifiedImageError:
-        raise UnsupportedImageError("%s: not an image file Pillow can identify (corrupt or unsupported format)"
-                                    % path) from None
-    except png16.PNGError as e:
-        raise CorruptImageError("%s: cannot decode 16-bit PNG: %s" % (path, e)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-        raise CorruptImageError("%s: cannot decode image (%s)" % (path, e)) from None
+
+
+def read_rgb(path) -> np.ndarray:
+    """H x W x 3 uint8 RGB pixels as stored (no orientation, 8 bits), for datasets: evaluation, calibration,
+    summaries. Raises the same ImageError subclasses as load_image, naming the file."""
+    path = Path(path)
+    with _decoding(path), Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def _from_pillow(path, im: Image.Image) -> ImageData:

@@ -69,6 +69,6 @@ def onnx_graphs(official_weights, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def set5_lr_images(set5_dir):
     """name -> H x W x 3 uint8 LR (x2) image."""
-    from engine.evaluate import load_rgb
+    from engine.image_io import read_rgb
     lr_dir = set5_dir / "LR_bicubic" / "X2"
-    return {p.stem: load_rgb(p) for p in sorted(lr_dir.glob("*.png"))}
+    return {p.stem: read_rgb(p) for p in sorted(lr_dir.glob("*.png"))}
