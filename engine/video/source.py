@@ -91,6 +91,20 @@ class Source:
             return self.container.duration / 1e6
         return None
 
+    def _video_duration_s(self) -> tuple[float | None, bool]:
+        """(duration, is the video stream's own): the stream's duration, Matroska's per-track DURATION tag, or
+        the container's."""
+        if self.stream.duration and self.stream.time_base:
+            return float(self.stream.duration * self.stream.time_base), True
+        tag = {k.upper(): v for k, v in self.stream.metadata.items()}.get("DURATION")
+        if tag:
+            try:
+                h, m, sec = tag.split(":")
+                return int(h) * 3600 + int(m) * 60 + float(sec), True
+            except ValueError:
+                pass
+        return (self.container.duration / 1e6 if self.container.duration else None), False
+
     def frame_count_estimate(self) -> int | None:
         if self.stream.frames:
             return int(self.stream.frames)
@@ -158,11 +172,12 @@ class Source:
     def _check_complete(self, frames: int, end_time: float) -> None:
         """A file cut short still has its header's duration: if the frames end well before it, the file is
         truncated (the encoder would otherwise silently write a shorter video)."""
-        d = self.duration_s()
+        d, own = self._video_duration_s()
         start = float(self.stream.start_time * self.time_base) if self.stream.start_time else 0.0
         if d is None or d <= 0:
             return
-        tol = max(0.5, 3.0 / float(self.rate))
+        # The container's duration may include audio that outlasts the video: be lenient with it.
+        tol = 3.0 / float(self.rate) + (0.05 if own else 1.0)
         if end_time - start < d - tol:
             raise VideoInputError("%s: truncated: the video ends after %d frames at %.2f s but the file says it lasts "
                                   "%.2f s" % (self.spec, frames, end_time - start, d))
