@@ -132,7 +132,7 @@ def upscale_video(spec: str, output, fu: FrameUpscaler, opts: VideoOptions, log=
         t0 = time.perf_counter()
         try:
             if opts.threaded:
-                _run_threaded(src, infer, sink, stop, skip, opts)
+                _run_threaded(src, infer, sink, stop, skip, opts, log)
             else:
                 _run_serial(src, infer, sink, stop, skip)
         except BaseException:
@@ -164,7 +164,7 @@ def _run_serial(src, infer, sink, stop, skip):
         sink.write(o)
 
 
-def _run_threaded(src, infer, sink, stop, skip, opts):
+def _run_threaded(src, infer, sink, stop, skip, opts, log):
     depth = max(2, infer.fu.batch + opts.queue_frames)
     q1: queue.Queue = queue.Queue(depth * 4)  # packets of copied streams share it with frames
     q2: queue.Queue = queue.Queue(depth * 4)
@@ -239,6 +239,8 @@ def _run_threaded(src, infer, sink, stop, skip, opts):
                 t.join(0.2)
         except KeyboardInterrupt:
             interrupts += 1
+            if interrupts == 1:
+                log("stopping: finishing the frames in flight and closing the file (Ctrl-C again to abort)")
             stop.set()
             if interrupts > 1:
                 abort.set()

@@ -102,6 +102,7 @@ class FileSink:
                 raise UsageError("--resume: %s has no video stream; delete it" % self.partial)
             vs = c.streams.video[0]
             self.old_size = (vs.codec_context.width, vs.codec_context.height)
+            self.old_extradata = vs.codec_context.extradata or b""
             n = 0
             for p in c.demux(vs):
                 if p.size:
@@ -111,8 +112,23 @@ class FileSink:
         self.resume_frames = n
         self.log("resuming %s: %d frames already done" % (self.partial, n))
         self.old = av.open(str(self.partial), metadata_errors="ignore")
-        self.old_iter = (p for p in self.old.demux(self.old.streams.video[0]) if p.size)
+        self.old_iter = self._old_packets(self.old.streams.video[0])
         self.old_next = next(self.old_iter, None)
+
+    def _old_packets(self, vs):
+        """The partial file's video packets, in the form an encoder gives them: Matroska/MP4 store H.264/HEVC
+        length-prefixed, the muxer expects the encoder's Annex B (it converts them itself)."""
+        bsf = None
+        name = vs.codec_context.name
+        if name in ("h264", "hevc"):
+            from av.bitstream import BitStreamFilterContext
+            bsf = BitStreamFilterContext(name + "_mp4toannexb", vs)
+        for p in self.old.demux(vs):
+            if bsf is not None:
+                for q in bsf.filter(p if p.size else None):
+                    yield q
+            elif p.size:
+                yield p
 
     def _drain_old(self, until: float | None = None) -> None:
         """Copy the partial file's video packets with a time up to `until` (seconds; None = all)."""
@@ -168,12 +184,9 @@ class FileSink:
             self.container.start_encoding()
         except av.error.FFmpegError as e:
             raise OutputError("%s: cannot write the header (%s)" % (self.tmp, e)) from None
-        if self.old is not None:
-            old_x = self.old.streams.video[0].codec_context.extradata
-            new_x = self.vstream.codec_context.extradata
-            if (w, h) != self.old_size or (old_x or b"") != (new_x or b""):
-                raise UsageError("--resume: the encoder's output differs from %s's (size or encoder headers); "
-                                 "delete it or run without --resume" % self.partial)
+        if self.old is not None and (w, h) != self.old_size:
+            raise UsageError("--resume: %s is %dx%d, this run makes %dx%d; delete it or run without --resume"
+                             % (self.partial, *self.old_size, w, h))
         for p in self.pending:
             self._write_packet(p)
         self.pending = []
@@ -248,6 +261,8 @@ class FileSink:
             self._close_old()
             raise OutputError("%s: cannot finish writing (%s)" % (self.tmp, e)) from None
         self._close_old()
+        if self.tmp != self.partial:
+            self._check_splice()
         if interrupted:
             if self.tmp != self.partial:
                 os.replace(self.tmp, self.partial)
@@ -257,6 +272,18 @@ class FileSink:
         if self.tmp != self.partial and self.partial.exists():
             os.unlink(self.partial)
         self.final_name = str(self.final)
+
+    def _check_splice(self) -> None:
+        """The partial file's packets need the new encoder's headers (as the muxer stored them) to be theirs."""
+        try:
+            with av.open(str(self.tmp)) as c:
+                new = c.streams.video[0].codec_context.extradata or b""
+        except av.error.FFmpegError as e:
+            new = repr(e).encode()
+        if new != self.old_extradata:
+            os.unlink(self.tmp)
+            raise UsageError("--resume: this encoder's stream headers differ from %s's (another encoder version?): "
+                             "its frames cannot be continued; delete it or run without --resume" % self.partial)
 
     def _close_old(self) -> None:
         if self.old is not None:
