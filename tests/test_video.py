@@ -324,6 +324,16 @@ def test_http_stream(models, tmp_path):
     assert video_info(out)["n"] == 5 and packets(out, "audio") == packets(inp, "audio")
 
 
+def test_folder_output(capsys, models, tmp_path):
+    for name in ("a.mp4", "b.mkv"):
+        make_video(tmp_path / name, n=3, w=16, h=12, codec="libx264", audio=True)
+    rc, stdout, _ = cli(capsys, "upscale", tmp_path / "a.mp4", tmp_path / "b.mkv", "-o", tmp_path / "out",
+                        "--model", models["standin"], "--crf", "30", "--preset", "ultrafast")
+    assert rc == 0 and stdout.count("upscaled video") == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mkv", "b.mkv"]
+    assert video_info(tmp_path / "out" / "a.mkv")["n"] == 3
+
+
 def test_quantize_matches_image_path():
     rng = np.random.default_rng(0)
     sr = rng.uniform(-10, 270, (3, 5, 7)).astype(np.float32)

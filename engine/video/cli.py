@@ -110,6 +110,8 @@ def run_video_cli(args, make_backend, mem_budget) -> int:
                 line += ", resumed after %d frames" % res.resumed_from
             if args.reuse_static_tiles and (res.tiles_run + res.tiles_reused):
                 line += ", %d of %d tiles reused" % (res.tiles_reused, res.tiles_run + res.tiles_reused)
+            if res.stopped and not res.interrupted:
+                line += " (stopped by Ctrl-C)"
             if res.interrupted:
                 line += "; INTERRUPTED: partial file kept, rerun with --resume to continue"
             print(line, file=sys.stderr if dest is None else sys.stdout, flush=True)

@@ -21,7 +21,7 @@ from .encode import EncodeSettings
 from .frames import FrameUpscaler
 from .progress import VideoProgress
 from .sink import FileSink, RawSink
-from .source import FrameIn, PacketIn, Source
+from .source import FrameIn, PacketIn, Source, VideoInputError
 
 _END = object()
 
@@ -50,7 +50,8 @@ class VideoResult:
     frames: int = 0  # frames in the output
     resumed_from: int = 0
     seconds: float = 0.0
-    interrupted: bool = False
+    interrupted: bool = False  # a file stopped early: the partial output can be resumed
+    stopped: bool = False  # stopped by the stop event / Ctrl-C (the normal end of a live stream)
     output: str = "-"
     in_size: tuple[int, int] = (0, 0)
     out_size: tuple[int, int] = (0, 0)
@@ -135,12 +136,23 @@ def upscale_video(spec: str, output, fu: FrameUpscaler, opts: VideoOptions, log=
                 _run_threaded(src, infer, sink, stop, skip, opts, log)
             else:
                 _run_serial(src, infer, sink, stop, skip)
+        except VideoInputError as e:
+            prog.close()
+            if not (src.live and sink.frames and output is not None):
+                sink.abort()
+                raise
+            # A live stream that fails mid-way: keep what was recorded (closed, playable) under the partial name.
+            sink.finish(interrupted=True)
+            raise VideoInputError("%s; the %d frames before it are in %s" % (e, sink.frames, sink.final_name)) \
+                from None
         except BaseException:
             prog.close()
             sink.abort()
             raise
         prog.close()
-        res.interrupted = stop.is_set()
+        # Ctrl-C ends a camera or network stream normally; a file stopped early is unfinished (--resume).
+        res.interrupted = stop.is_set() and not src.live and not src.finished
+        res.stopped = stop.is_set()
         res.seconds = time.perf_counter() - t0
         sink.finish(interrupted=res.interrupted)
         res.frames = sink.frames

@@ -157,6 +157,7 @@ class FileSink:
         if src.spec_colour.assumed:
             self._note("%s: %s; the output is tagged with it" % (src.spec, src.spec_colour.assumed))
         try:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
             self.container = av.open(str(self.tmp), "w")
         except (av.error.FFmpegError, OSError, ValueError) as e:
             raise OutputError("%s: cannot create output (%s)" % (self.tmp, e)) from None

@@ -78,6 +78,7 @@ class Source:
         self.pix_fmt = ctx.format.name if ctx.format else None
         self.spec_colour: colour.ColourSpec | None = None  # known after the first frame
         self.rotation = 0
+        self.finished = False  # the whole input was read (not stopped early)
 
     # --- metadata --------------------------------------------------------------------------------------------
     @property
@@ -158,6 +159,7 @@ class Source:
         except av.error.FFmpegError as e:
             raise VideoInputError("%s: cannot read video after %d frames (%s)" % (self.spec, index, _msg(e))) \
                 from None
+        self.finished = True
         if index == 0:
             raise VideoInputError("%s: no video frame could be decoded (corrupt or truncated file)" % self.spec)
         if not self.live:
