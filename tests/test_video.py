@@ -344,3 +344,23 @@ def test_quantize_matches_image_path():
     np.testing.assert_array_equal(quantize(sr, True), image_io.encode_arrays(img16))
     x = rng.integers(0, 65536, (4, 4, 3)).astype(np.uint16)
     np.testing.assert_allclose(to_network(x), x.transpose(2, 0, 1) / 257.0, rtol=1e-6)
+
+
+def test_rotation_is_applied_to_the_pixels(monkeypatch, models, tmp_path):
+    """PyAV cannot write a display matrix, so the rotation read from the frame is forced here: a frame that
+    players show turned 90° counter-clockwise (frame.rotation = 90) is upscaled turned, with swapped sizes."""
+    inp = tmp_path / "r.mkv"
+    make_video(inp, n=2, w=32, h=24)
+    plain = decoded_rgb(inp)
+    orig = Source._first_frame
+
+    def first(self, frame):
+        orig(self, frame)
+        self.rotation = 1  # what frame.rotation == 90 gives
+    monkeypatch.setattr(Source, "_first_frame", first)
+    turned = decoded_rgb(inp)
+    np.testing.assert_array_equal(turned[0], np.rot90(plain[0], 1))
+    out = tmp_path / "o.mkv"
+    assert main(["upscale", str(inp), "-o", str(out), "--model", str(models["nearest"]), "-q"]) == 0
+    info = video_info(out)
+    assert (info["w"], info["h"], info["n"]) == (48, 64, 2)
