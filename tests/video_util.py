@@ -18,7 +18,8 @@ def build_nearest(path, scale: int = 2) -> Path:
     """sr = nearest upscale of lr: output pixels are input pixels, so colour round trips can be checked exactly."""
     nodes = [helper.make_node("Resize", ["lr", "", "scales"], ["sr"], mode="nearest")]
     inits = [numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales")]
-    g = helper.make_graph(nodes, "nearest", [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    lr = helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    g = helper.make_graph(nodes, "nearest", [lr],
                           [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["N", 3, "SH", "SW"])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
