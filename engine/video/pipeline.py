@@ -178,8 +178,9 @@ def _run_serial(src, infer, sink, stop, skip):
 
 def _run_threaded(src, infer, sink, stop, skip, opts, log):
     depth = max(2, infer.fu.batch + opts.queue_frames)
-    q1: queue.Queue = queue.Queue(depth * 4)  # packets of copied streams share it with frames
-    q2: queue.Queue = queue.Queue(depth * 4)
+    # Packets of copied streams share the queues with frames: at most 2×depth frames wait in each.
+    q1: queue.Queue = queue.Queue(depth * 2)
+    q2: queue.Queue = queue.Queue(depth * 2)
     abort = threading.Event()
     errors: list[BaseException] = []
 

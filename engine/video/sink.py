@@ -9,6 +9,7 @@ file's (same encoder and settings), which is checked.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -70,7 +71,8 @@ class FileSink:
                            audio=opts.copy_audio, subtitles=opts.copy_subtitles)
         if not src.live:
             fingerprint["size"] = os.path.getsize(src.spec)
-        self.fp = json.dumps(fingerprint, sort_keys=True)
+        # Only a hash goes into the file: the final output keeps the tag, and should not carry the user's paths.
+        self.fp = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
         self.resume_frames = 0
         if opts.resume and self.partial.exists():
             self._read_partial()
