@@ -313,10 +313,14 @@ def test_no_frame_count_no_timestamps(models, tmp_path):
     assert video_info(out)["n"] == 8
 
 
-def test_http_stream(models, tmp_path):
-    """A network source (http://, served from this process) is read like a file."""
+def test_http_stream(capsys, models, tmp_path):
+    """A network source (http://, served from this process) is read like a file; one that stops early keeps the
+    frames it gave under the partial name and exits 3."""
     inp = tmp_path / "net.mkv"
     make_video(inp, n=5, w=32, h=24, audio=True)
+    cut = tmp_path / "cut.mkv"
+    make_video(cut, n=30, w=32, h=24, codec="libx264")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *a, **k: None
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -326,6 +330,10 @@ def test_http_stream(models, tmp_path):
         url = "http://127.0.0.1:%d/net.mkv" % srv.server_address[1]
         out = tmp_path / "o.mkv"
         assert main(["upscale", url, "-o", str(out), "--model", str(models["standin"]), "-q"]) == 0
+        rc, _, err = cli(capsys, "upscale", url.replace("net.mkv", "cut.mkv"), "-o", tmp_path / "c.mkv",
+                         "--model", models["standin"])
+        assert rc == 3 and "truncated" in err and "c.partial.mkv" in err, err
+        assert not (tmp_path / "c.mkv").exists() and 5 < video_info(tmp_path / "c.partial.mkv")["n"] < 30
     finally:
         srv.shutdown()
     assert video_info(out)["n"] == 5 and packets(out, "audio") == packets(inp, "audio")

@@ -75,6 +75,8 @@ def run_video_cli(args, make_backend, mem_budget) -> int:
         raise UsageError("--resume needs a file output")
     if args.tile is not None and args.tile <= args.tile_overlap:
         raise UsageError("--tile %d must be larger than --tile-overlap %d" % (args.tile, args.tile_overlap))
+    if getattr(args, "save_masks", False):
+        info("note: --save-masks applies to images only; ignored for videos")
     if args.reuse_static_tiles and args.tile is None:
         info("note: --reuse-static-tiles works on tiles; without --tile frames are run whole (no reuse)")
     opts = VideoOptions(settings=EncodeSettings(args.codec, args.crf, args.bitrate, args.preset, args.pix_fmt),

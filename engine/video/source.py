@@ -162,7 +162,7 @@ class Source:
         self.finished = True
         if index == 0:
             raise VideoInputError("%s: no video frame could be decoded (corrupt or truncated file)" % self.spec)
-        if not self.live:
+        if not is_device(self.spec):  # files and network files with a duration (live streams have none)
             self._check_complete(index, end_time)
 
     def _decode(self, pkt):
