@@ -112,6 +112,9 @@ def run_video_cli(args, make_backend, mem_budget) -> int:
                 line += ", resumed after %d frames" % res.resumed_from
             if args.reuse_static_tiles and (res.tiles_run + res.tiles_reused):
                 line += ", %d of %d tiles reused" % (res.tiles_reused, res.tiles_run + res.tiles_reused)
+            dropped = [n for n in res.notes if "dropped" in n]
+            if dropped:  # also under --quiet: the user asked for these streams
+                line += "; " + "; ".join(dropped)
             if res.stopped and not res.interrupted:
                 line += " (stopped by Ctrl-C)"
             if res.interrupted:
