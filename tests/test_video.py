@@ -379,3 +379,18 @@ def test_rotation_is_applied_to_the_pixels(monkeypatch, models, tmp_path):
     assert main(["upscale", str(inp), "-o", str(out), "--model", str(models["nearest"]), "-q"]) == 0
     info = video_info(out)
     assert (info["w"], info["h"], info["n"]) == (48, 64, 2)
+
+
+def test_y4m_on_stdout(models, tmp_path):
+    """-o - --raw-format y4m: a YUV4MPEG2 stream (size, rate, 10-bit 4:4:4 for a 10-bit source) FFmpeg reads; its
+    frames decode back to the raw RGB frames within 1 level of 16-bit/1023 rounding (4:4:4, no chroma filter)."""
+    inp = tmp_path / "in10.mkv"
+    make_video(inp, n=3, w=16, h=12, pix_fmt="yuv420p10le")
+    y4m, _ = raw_frames(inp, "--model", models["nearest"], "--raw-format", "y4m")
+    raw, _ = raw_frames(inp, "--model", models["nearest"])
+    (tmp_path / "o.y4m").write_bytes(y4m)
+    rgb = np.frombuffer(raw, "<u2").reshape(3, 24, 32, 3).astype(int)
+    info = video_info(tmp_path / "o.y4m")
+    assert (info["n"], info["w"], info["h"], info["pix_fmt"]) == (3, 32, 24, "yuv444p10le")
+    back = colour.frame_to_rgb(info["frames"][2], colour.ColourSpec(1, 1)).astype(int)
+    assert np.abs(back - rgb[2]).max() <= 3 * 65535 // 876  # a few 10-bit luma steps on the 16-bit scale

@@ -36,8 +36,9 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "frame's (exact: same output as without)")
     g.add_argument("--no-audio", action="store_true", help="do not copy audio streams")
     g.add_argument("--no-subtitles", action="store_true", help="do not copy subtitle and attachment streams")
-    g.add_argument("--raw-format", choices=("auto", "rgb24", "rgb48le"), default="auto",
-                   help="frame format for -o - (default: rgb24, rgb48le for 10/12-bit sources)")
+    g.add_argument("--raw-format", choices=("auto", "rgb24", "rgb48le", "y4m"), default="auto",
+                   help="frame format for -o -: raw rgb24 (default; rgb48le for 10/12-bit sources) or y4m "
+                        "(YUV4MPEG2 4:4:4 with size and rate, for ffmpeg/ffplay/mpv)")
     g.add_argument("--serial", action="store_true", help=argparse.SUPPRESS)  # no threads (benchmarks, debugging)
 
 

@@ -329,6 +329,9 @@ class RawSink:
             return
         rgb = item.rgb
         fmt = self.raw_format
+        if fmt == "y4m":
+            self._write(self._y4m(rgb))
+            return
         if fmt == "auto":
             fmt = "rgb24" if rgb.dtype.itemsize == 1 else "rgb48le"
         if fmt == "rgb24" and rgb.dtype.itemsize == 2:
@@ -341,8 +344,31 @@ class RawSink:
             self.log("stdout: raw %s frames, %dx%d, %.3f fps (e.g. | ffplay -f rawvideo -pixel_format %s "
                      "-video_size %dx%d -)" % (fmt, rgb.shape[1], rgb.shape[0], float(self.src.rate), fmt,
                                                rgb.shape[1], rgb.shape[0]))
+        self._write(rgb.astype("<u2" if fmt == "rgb48le" else "u1", copy=False).tobytes())
+
+    def _y4m(self, rgb) -> bytes:
+        """YUV4MPEG2, 4:4:4 at the source's depth (8, or 10/12 bits as C444p10/C444p12) in the source's matrix and
+        range (range in FFmpeg's XCOLORRANGE extension; Y4M has no matrix field)."""
+        spec = self.src.spec_colour
+        bits = 8 if rgb.dtype.itemsize == 1 else min(12, max(10, self.src.source_bits))
+        pix = "yuv444p" if bits == 8 else "yuv444p%dle" % bits
+        frame = colour.rgb_to_frame(rgb, pix, spec)
+        head = b""
+        if not self.frames:
+            h, w = rgb.shape[:2]
+            r = self.src.rate
+            self.pix_fmt, self.out_size = "y4m " + pix, (w, h)
+            head = ("YUV4MPEG2 W%d H%d F%d:%d Ip A1:1 C444%s XCOLORRANGE=%s\n"
+                    % (w, h, r.numerator, r.denominator, "" if bits == 8 else "p%d" % bits,
+                       "FULL" if spec.range == colour.RANGE_FULL else "LIMITED")).encode()
+            self.log("stdout: YUV4MPEG2 %dx%d %s, %s matrix (e.g. | ffplay -)" % (w, h, pix, spec.matrix_name))
+        dt = "u1" if bits == 8 else "<u2"
+        planes = [colour._plane(frame, i, dt).tobytes() for i in range(3)]
+        return head + b"FRAME\n" + b"".join(planes)
+
+    def _write(self, data: bytes) -> None:
         try:
-            self.out.write(rgb.astype("<u2" if fmt == "rgb48le" else "u1", copy=False).tobytes())
+            self.out.write(data)
             self.out.flush()
         except (BrokenPipeError, OSError) as e:
             raise OutputError("stdout: cannot write frames (%s)" % (getattr(e, "strerror", None) or e)) from None
