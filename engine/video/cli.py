@@ -39,6 +39,9 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--raw-format", choices=("auto", "rgb24", "rgb48le", "y4m"), default="auto",
                    help="frame format for -o -: raw rgb24 (default; rgb48le for 10/12-bit sources) or y4m "
                         "(YUV4MPEG2 4:4:4 with size and rate, for ffmpeg/ffplay/mpv)")
+    g.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="FFmpeg option for opening the input, repeatable (cameras: video_size=1280x720, "
+                        "framerate=30, input_format=mjpeg; streams: rtsp_transport=udp)")
     g.add_argument("--serial", action="store_true", help=argparse.SUPPRESS)  # no threads (benchmarks, debugging)
 
 
@@ -80,7 +83,13 @@ def run_video_cli(args, make_backend, mem_budget) -> int:
         info("note: --save-masks applies to images only; ignored for videos")
     if args.reuse_static_tiles and args.tile is None:
         info("note: --reuse-static-tiles works on tiles; without --tile frames are run whole (no reuse)")
-    opts = VideoOptions(settings=EncodeSettings(args.codec, args.crf, args.bitrate, args.preset, args.pix_fmt),
+    in_opts = {}
+    for kv in args.input_option:
+        if "=" not in kv:
+            raise UsageError("--input-option %r: expected KEY=VALUE" % kv)
+        k, v = kv.split("=", 1)
+        in_opts[k.strip()] = v
+    opts = VideoOptions(input_options=in_opts, settings=EncodeSettings(args.codec, args.crf, args.bitrate, args.preset, args.pix_fmt),
                         resume=args.resume, reuse_static=args.reuse_static_tiles, copy_audio=not args.no_audio,
                         copy_subtitles=not args.no_subtitles, raw_format=args.raw_format, threaded=not args.serial)
     backend = make_backend(args, info)

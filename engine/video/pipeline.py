@@ -36,6 +36,7 @@ class VideoOptions:
     raw_format: str = "auto"  # stdout: rgb24 | rgb48le | auto (the source's depth)
     threaded: bool = True
     queue_frames: int = 4  # frames in flight per queue, beyond the batch
+    input_options: dict = field(default_factory=dict)  # FFmpeg demuxer options (cameras, streams)
 
 
 @dataclass
@@ -115,7 +116,7 @@ def upscale_video(spec: str, output, fu: FrameUpscaler, opts: VideoOptions, log=
     log = log or (lambda s: None)
     stop = stop or threading.Event()
     src = Source(spec, copy_audio=opts.copy_audio and output is not None,
-                 copy_subtitles=opts.copy_subtitles and output is not None)
+                 copy_subtitles=opts.copy_subtitles and output is not None, input_options=opts.input_options)
     scale = fu.up.backend.scale
     res = VideoResult(output=str(output) if output is not None else "-", in_size=(src.width, src.height))
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 
 from ..errors import OutputError, UsageError
+from ..image_io import IMAGE_SUFFIXES
 from . import colour
 from .encode import choose_pix_fmt, default_codec, open_encoder, open_video_stream
 from .source import PacketIn
@@ -65,6 +66,9 @@ class FileSink:
         self.final_name = str(self.final)
         if self.final.is_dir():
             raise UsageError("-o %s is a folder; give a file name or a folder for several inputs" % self.final)
+        if self.final.suffix.lower() in IMAGE_SUFFIXES or not self.final.suffix:
+            raise UsageError("-o %s: a video needs a video file name (.mkv, .mp4, .mov, .webm, ...), a folder or -"
+                             % self.final)
         s = opts.settings
         fingerprint.update(source=os.path.abspath(src.spec) if not src.live else src.spec, scale=scale,
                            codec=s.codec, crf=s.crf, bitrate=s.bitrate, preset=s.preset, pix_fmt=s.pix_fmt,

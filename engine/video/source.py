@@ -41,7 +41,8 @@ COPY_TYPES = ("audio", "subtitle", "attachment")
 
 
 class Source:
-    def __init__(self, spec: str, copy_audio: bool = True, copy_subtitles: bool = True, timeout_s: float = 10.0):
+    def __init__(self, spec: str, copy_audio: bool = True, copy_subtitles: bool = True, timeout_s: float = 10.0,
+                 input_options: dict | None = None):
         self.spec = spec
         self.live = is_url(spec) or is_device(spec)
         if not self.live and not os.path.exists(spec):
@@ -52,6 +53,7 @@ class Source:
             fmt = "v4l2"
         if spec.lower().startswith("rtsp"):
             options["rtsp_transport"] = "tcp"  # UDP loses packets on busy links; TCP is what users expect to work
+        options.update(input_options or {})  # e.g. a camera's video_size=1280x720, input_format=mjpeg
         try:
             self.container = av.open(spec, format=fmt, options=options, metadata_errors="ignore",
                                      timeout=timeout_s if self.live else None)
