@@ -61,8 +61,8 @@ def run_video_cli(args, make_backend, mem_budget) -> int:
     try:
         import av  # noqa: F401
     except ImportError:
-        raise BackendUnavailableError("video input needs PyAV: pip install 'smsr-engine[video]' (or pip install av)") \
-            from None
+        raise BackendUnavailableError(
+            "video input needs PyAV: pip install 'smsr-engine[video]' (or pip install av)") from None
     from ..pipeline import Upscaler
     from .detect import output_for
     from .encode import EncodeSettings
