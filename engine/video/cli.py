@@ -89,7 +89,8 @@ def run_video_cli(args, make_backend, mem_budget) -> int:
             raise UsageError("--input-option %r: expected KEY=VALUE" % kv)
         k, v = kv.split("=", 1)
         in_opts[k.strip()] = v
-    opts = VideoOptions(input_options=in_opts, settings=EncodeSettings(args.codec, args.crf, args.bitrate, args.preset, args.pix_fmt),
+    opts = VideoOptions(input_options=in_opts,
+                        settings=EncodeSettings(args.codec, args.crf, args.bitrate, args.preset, args.pix_fmt),
                         resume=args.resume, reuse_static=args.reuse_static_tiles, copy_audio=not args.no_audio,
                         copy_subtitles=not args.no_subtitles, raw_format=args.raw_format, threaded=not args.serial)
     backend = make_backend(args, info)
