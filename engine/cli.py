@@ -19,6 +19,7 @@ from .image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, make_outp
                        save_pil, to_network)
 from .pipeline import DEFAULT_OVERLAP, Upscaler
 from .progress import Progress
+from .video.cli import VIDEO_EPILOG, add_video_args, run_video_cli, wants_video
 
 EPILOG = """exit codes: 0 ok, 2 usage, 3 bad input image, 4 model/engine error (wrong scale, built for another
 TensorRT/GPU), 5 backend or plugin library unavailable, or the backend failed while running an input, 6 out of
@@ -78,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="{upscale,bench}")
     sub.required = True
 
-    up = sub.add_parser("upscale", help="upscale images", epilog=EPILOG,
+    up = sub.add_parser("upscale", help="upscale images and videos", epilog=EPILOG + "\n" + VIDEO_EPILOG,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    up.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="image files, folders or glob patterns; or videos, /dev/videoN, rtsp:// or http(s):// streams")
     up.add_argument("-o", "--output", type=Path, required=True,
                     help="output folder (or a file name when there is one input)")
     _add_backend_args(up)
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lift the decompression-bomb limit (%d pixels)" % DEFAULT_MAX_PIXELS)
     o.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help=argparse.SUPPRESS)
     _add_ui_args(up)
+    add_video_args(up)
 
     b = sub.add_parser("bench", help="measure latency and throughput on random input of a given size")
     _add_backend_args(b)
@@ -180,6 +183,8 @@ def _make_backend(args, log):
 
 
 def cmd_upscale(args) -> int:
+    if wants_video(args.inputs):  # videos, cameras, streams: engine/video
+        return run_video_cli(args, _make_backend, _mem_budget)
     err = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     info = (lambda s: None) if args.quiet else err
     entries = expand_inputs(args.inputs, args.recursive)
