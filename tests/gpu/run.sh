@@ -19,7 +19,7 @@ SELF="$ROOT/tests/gpu/run.sh"
 
 # ------------------------------------------------------------------------------------------ the plan (--dry-run)
 STEPS=(device build fixtures check sanitizer bench ncu network report)
-declare -A STEP_BUDGET=([device]=10 [build]=120 [fixtures]=30 [check]=40 [sanitizer]=80 [bench]=70 [ncu]=40
+declare -A STEP_BUDGET=([device]=20 [build]=115 [fixtures]=30 [check]=40 [sanitizer]=75 [bench]=70 [ncu]=40
                         [network]=60 [report]=15)   # seconds
 declare -A STEP_NEEDS=([check]="build fixtures" [sanitizer]="build" [ncu]="build fixtures")
 LIMIT_S=${GPU_RUN_LIMIT_S:-480}          # the brief: the whole run in under 8 minutes on an H200
@@ -34,7 +34,7 @@ TRT_HEADERS=tensorrt-10.14
 CARRY_FILES=(weights/smsr_x2_official.pt "$TRT_HEADERS/include/NvInferRuntime.h" "$TRT_HEADERS/include/NvInferVersion.h")
 SET5_NAMES=(baby bird butterfly head woman)
 PY_PARTS=(tests/gpu/bench_blocks.py tests/gpu/network_gpu.py tests/gpu/make_fixtures.py tests/gpu/summarize.py
-          tests/gpu/device_info.py tests/gpu/torch_ext/smsr_torch.py tests/gpu/bench_dense_torch.py)
+          tests/gpu/device_info.py tests/gpu/gpu_timing.py tests/gpu/torch_ext/smsr_torch.py)
 # Failure texts of tools the runtime does not support (gVisor: KINDS.md of the device tool).
 UNSUPPORTED_RE='Device not supported|not supported on this (device|platform)|LibraryNotLoaded|ERR_NVGPUCTRPERM|Failed to initialize the profiler|error 999|CUDA_ERROR_UNKNOWN|cudaErrorUnknown|unknown error'
 
@@ -106,11 +106,13 @@ dry_run() {
   local bad=0 total=0 s t f
   echo "== dry run of tests/gpu/run.sh (no GPU needed)"
   bash -n "$SELF" || { echo "FAIL bash -n $SELF" >&2; bad=1; }
-  local py=${PYTHON:-python3}
+  local py=${PYTHON:-python3} pyc; pyc=$(mktemp)
   for f in "${PY_PARTS[@]}"; do
     [ -f "$ROOT/$f" ] || { echo "FAIL missing $f" >&2; bad=1; continue; }
-    "$py" -m py_compile "$ROOT/$f" || { echo "FAIL py_compile $f" >&2; bad=1; }
+    "$py" -c "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)" \
+      "$ROOT/$f" "$pyc" || { echo "FAIL py_compile $f" >&2; bad=1; }
   done
+  rm -f "$pyc"
   echo "ok   bash -n run.sh; py_compile ${#PY_PARTS[@]} Python parts"
   # budgets: every step has one, they sum under the limit
   for s in "${STEPS[@]}"; do
@@ -134,7 +136,8 @@ dry_run() {
   echo "ok   ${#RESULT_FILES[@]} result files (<= $MAX_RESULT_FILES): ${RESULT_FILES[*]}"
   # tools: every external program called through T is declared, and every declared one is called
   local used declared
-  used=$(grep -oE '(^|[;&|(]|then|do|else|\$\()[[:space:]]*TP? [a-z0-9_-]+' "$SELF" | grep -oE '[a-z0-9_-]+$' | sort -u)
+  used=$(grep -oE '(^|[;&|(]|then|do|else|\$\()[[:space:]]*TP? [a-z0-9_-]+' "${GPU_RUN_TOOLS_FROM:-$SELF}" |
+         grep -oE '[a-z0-9_-]+$' | sort -u)   # GPU_RUN_TOOLS_FROM: another script to check (the tests)
   declared=$(printf '%s\n' "${DEVICE_TOOLS[@]}" | sort -u)
   if [ "$used" != "$declared" ]; then
     echo "FAIL tools called through T ($(echo $used)) differ from DEVICE_TOOLS ($(echo $declared))" >&2; bad=1
@@ -222,7 +225,8 @@ step_device() {
   T nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv \
     | tee -a "$LOG" || return 1
   T nvcc --version | tail -1 | tee -a "$LOG"
-  T python3 "$ROOT/tests/gpu/device_info.py" --out "$WORK/device.json" | tee -a "$LOG" || return 1
+  T python3 "$ROOT/tests/gpu/device_info.py" --out "$WORK/device.json" | tee -a "$LOG" \
+    || { note "PyTorch sees no CUDA device (device_info.py)"; return 1; }
   local t missing=""
   for t in "${DEVICE_TOOLS[@]}"; do have "$t" || missing+=" $t"; done
   [ -z "$missing" ] || note "tools not on this machine:$missing (their steps report it)"
@@ -298,7 +302,7 @@ step_bench() {
   local lib; lib=$(CAPI)
   [ -f "$lib" ] || { note "kernel library not built: dense baseline only"; lib=""; }
   T python3 "$ROOT/tests/gpu/bench_blocks.py" --weights "$CARRY/weights/smsr_x2_official.pt" \
-    --images "$CARRY/Set5/LR_bicubic/X2" ${lib:+--lib "$lib"} --sizes 640x360,1280x720 \
+    --images "$CARRY/Set5/LR_bicubic/X2" ${lib:+--lib "$lib"} --sizes 1280x720,640x360 \
     --out "$WORK/bench.json" 2>&1 | tee -a "$LOG"
   local rc=${PIPESTATUS[0]}
   [ -n "$lib" ] || return 4
