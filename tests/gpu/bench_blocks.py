@@ -23,6 +23,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "torch_ext"))
 sys.path.insert(0, str(HERE.parents[1]))
 
 FP16_REL_TOL = 1e-2
@@ -70,7 +71,7 @@ def dense_block(block, dev, dtype):
     return layer, collect, whole
 
 
-def bench_dense(model, x, iters, timing) -> dict:
+def bench_dense(model, x, iters, warmup, timing) -> dict:
     """Dense block at x's shape: per layer (graph medians), collect, the whole block (eager + graph)."""
     import torch
     layer, collect, whole = dense_block(model.body[0].body, x.device, torch.float16)
@@ -78,9 +79,10 @@ def bench_dense(model, x, iters, timing) -> dict:
         feats = [x]
         for i in range(4):
             feats.append(layer(i, feats[-1]))
-        out = {"layers": [timing.time_eager_and_graph(lambda i=i: layer(i, feats[i]), iters) for i in range(4)],
-               "collect": timing.time_eager_and_graph(lambda: collect(feats[1:]), iters),
-               "block": timing.time_eager_and_graph(lambda: whole(x), iters)}
+        out = {"layers": [timing.time_eager_and_graph(lambda i=i: layer(i, feats[i]), iters, warmup)
+                          for i in range(4)],
+               "collect": timing.time_eager_and_graph(lambda: collect(feats[1:]), iters, warmup),
+               "block": timing.time_eager_and_graph(lambda: whole(x), iters, warmup)}
     return out
 
 
@@ -101,7 +103,10 @@ def main(argv=None) -> int:
     ap.add_argument("--lib", default="")
     ap.add_argument("--sizes", default="640x360,1280x720", help="WxH list")
     ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cpu", action="store_true", help="smoke test on the CPU with the emulated kernel library")
+    ap.add_argument("--max-images", type=int, default=0)
     args = ap.parse_args(argv)
     import torch
     from PIL import Image
@@ -109,26 +114,26 @@ def main(argv=None) -> int:
     import gpu_timing as timing
     from converters.deploy_op import permuted_weights, sparse_block_reference
     from converters.model import load_smsr
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not args.cpu:
         print("bench_blocks: PyTorch sees no CUDA device", file=sys.stderr)
         return 2
     torch.backends.cudnn.benchmark = True
-    dev = torch.device("cuda")
+    dev = torch.device("cpu" if args.cpu else "cuda")
     t0 = time.time()
     model = load_smsr(args.weights, 2)
     images = {}
-    for p in sorted(Path(args.images).glob("*.png")):
+    for p in sorted(Path(args.images).glob("*.png"))[: args.max_images or None]:
         with Image.open(p) as im:
             lr = np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1)[None].copy()
         images[p.stem] = block_inputs(model, lr)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+    result = {"device": "cpu" if args.cpu else torch.cuda.get_device_name(), "torch": torch.__version__,
               "cudnn": torch.backends.cudnn.version(), "iters": args.iters, "dense": {}, "sparse": [],
               "kernels": [], "errors": []}
     first = next(iter(images))
     for w, h in sizes:
         x = tile(images[first][0][0].to(dev), h, w).half().contiguous(memory_format=torch.channels_last)
-        result["dense"][f"{w}x{h}"] = bench_dense(model, x, args.iters, timing)
+        result["dense"][f"{w}x{h}"] = bench_dense(model, x, args.iters, args.warmup, timing)
         d = result["dense"][f"{w}x{h}"]["block"]
         print(f"dense cuDNN FP16 block {w}x{h}: eager {d['eager']['median_ms']:.3f} ms, "
               f"graph {d['graph'].get('median_ms', float('nan')):.3f} ms")
@@ -170,8 +175,8 @@ def main(argv=None) -> int:
                 try:
                     row["rel_err"] = check_sparse(op, ref)
                     row["correct"] = row["rel_err"] <= FP16_REL_TOL
-                    row.update(timing.time_eager_and_graph(op, args.iters))
-                    if name == first and kind == "real":
+                    row.update(timing.time_eager_and_graph(op, args.iters, args.warmup))
+                    if name == first and kind == "real" and dev.type == "cuda":
                         row["kernels"] = timing.kernel_times(op)
                 except RuntimeError as e:
                     row["error"] = str(e).splitlines()[0][:300]
@@ -180,7 +185,9 @@ def main(argv=None) -> int:
                 if not row.get("correct", False):
                     result["errors"].append(f"{name} b{b} {w}x{h} {kind} nhwc={nhwc}: output wrong "
                                             f"(rel err {row.get('rel_err')})")
-        torch.cuda.empty_cache()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        Path(args.out).write_text(json.dumps(result, indent=1))  # partial results survive a timeout
     result["seconds"] = time.time() - t0
     Path(args.out).write_text(json.dumps(result, indent=1))
     bad = [r for r in result["sparse"] if not r.get("correct", False)]

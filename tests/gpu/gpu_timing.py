@@ -1,6 +1,9 @@
 """Timing on the GPU for tests/gpu (METHOD.md): warm-up, then every call timed by its own pair of CUDA events;
-median with p10/p90. CUDA-graph variant: one captured call, replayed. Needs PyTorch with CUDA."""
+median with p10/p90. CUDA-graph variant: one captured call, replayed. Without CUDA (the CPU smoke tests of the
+scripts) calls are timed with the host clock and there is no graph or profiler."""
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -15,6 +18,13 @@ def time_calls(fn, iters: int = 30, warmup: int = 5) -> dict:
     """fn() enqueues work on the current stream; returns its per-call device time statistics."""
     for _ in range(warmup):
         fn()
+    if not torch.cuda.is_available():
+        ms = []
+        for _ in range(iters):
+            t = time.perf_counter()
+            fn()
+            ms.append(1e3 * (time.perf_counter() - t))
+        return _stats(ms)
     torch.cuda.synchronize()
     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
     for a, b in ev:
@@ -43,6 +53,9 @@ def capture(fn, warmup: int = 3):
 def time_eager_and_graph(fn, iters: int = 30, warmup: int = 5) -> dict:
     """{'eager': stats, 'graph': stats or {'error': text}} for one call of fn."""
     out = {"eager": time_calls(fn, iters, warmup)}
+    if not torch.cuda.is_available():
+        out["graph"] = {"error": "no CUDA: no graph"}
+        return out
     try:
         g = capture(fn)
         out["graph"] = time_calls(g.replay, iters, warmup)

@@ -41,22 +41,23 @@ def build_nets(model, device, dtype, nhwc: bool, kernels: bool = True, dense: bo
                                         channels_last=cl and nhwc)
     if dense:
         nets["dense"] = st.move_model(st.bind_dense_blocks(copy.deepcopy(model)), device, dtype, channels_last=cl)
-    for net in nets.values():
+    for k, net in nets.items():
         net.eval()
+        net.channels_last = cl and (k != "kernels" or nhwc)  # the input's layout follows the network's
     return nets
 
 
-def to_input(lr: np.ndarray, device, dtype):
+def to_input(lr: np.ndarray, device, dtype, channels_last: bool = False):
     import torch
     t = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))[None]).to(device=device, dtype=dtype)
-    return t.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else t
+    return t.contiguous(memory_format=torch.channels_last) if channels_last else t
 
 
 def sr_image(net, lr: np.ndarray, device, dtype):
     """(sr H x W x 3 float64 on 0..255, masks N x 5 x h x w as uint8)."""
     import torch
     with torch.inference_mode():
-        sr, masks = net.forward_with_masks(to_input(lr, device, dtype))
+        sr, masks = net.forward_with_masks(to_input(lr, device, dtype, getattr(net, "channels_last", False)))
     return sr[0].permute(1, 2, 0).double().cpu().numpy(), (masks[0] > 0.5).cpu().numpy()
 
 
@@ -103,15 +104,15 @@ def load_pairs(set5: Path, crop: tuple[int, int] | None = None) -> list:
     return pairs
 
 
-def time_frame(nets: dict, lr: np.ndarray, device, dtype, iters: int) -> dict:
+def time_frame(nets: dict, lr: np.ndarray, device, dtype, iters: int, warmup: int = 5) -> dict:
     import torch
 
     import gpu_timing as timing
-    x = to_input(lr, device, dtype)
     out = {}
     with torch.inference_mode():
         for k, net in nets.items():
-            out[k] = timing.time_eager_and_graph(lambda net=net: net(x), iters)
+            x = to_input(lr, device, dtype, getattr(net, "channels_last", False))
+            out[k] = timing.time_eager_and_graph(lambda net=net, x=x: net(x), iters, warmup)
             out[k]["best_ms"] = timing.best_ms(out[k])
             _, masks = net.forward_with_masks(x)
             out[k]["mask_density"] = float(masks.float().mean())
@@ -125,24 +126,28 @@ def main(argv=None) -> int:
     ap.add_argument("--lib", required=True)
     ap.add_argument("--size", default="1280x720", help="WxH of the timed LR frame")
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cpu", action="store_true", help="smoke test on the CPU (emulated kernels, FP32, --crop)")
+    ap.add_argument("--crop", default="", help="HxW LR crop of every Set5 image (smoke tests)")
     args = ap.parse_args(argv)
     import torch
 
     import smsr_torch as st
     from converters.model import load_smsr
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not args.cpu:
         print("network_gpu: PyTorch sees no CUDA device", file=sys.stderr)
         return 2
     torch.backends.cudnn.benchmark = True
-    dev, dt = torch.device("cuda"), torch.float16
+    dev, dt = (torch.device("cpu"), torch.float32) if args.cpu else (torch.device("cuda"), torch.float16)
     t0 = time.time()
     lib = st.load_library(args.lib)
     model = load_smsr(args.weights, SCALE)
     nets = build_nets(model, dev, dt, nhwc=lib.supports_nhwc, dense=True)
     fp32 = st.move_model(copy.deepcopy(model), dev, torch.float32)
-    pairs = load_pairs(Path(args.set5))
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "nhwc": lib.supports_nhwc,
+    pairs = load_pairs(Path(args.set5), tuple(int(v) for v in args.crop.split("x")) if args.crop else None)
+    result = {"device": "cpu" if args.cpu else torch.cuda.get_device_name(), "torch": torch.__version__,
+              "nhwc": lib.supports_nhwc,
               "weight_layout": st.weight_layout()}
     timed = {k: v for k, v in nets.items() if k != "dense"}
     result["set5"] = set5_check(timed, pairs, dev, dt, fp32_net=fp32)
@@ -150,10 +155,12 @@ def main(argv=None) -> int:
         print(f"{r['image']:<10} {r['size']:>8}  PSNR_Y kernels {r['psnr_kernels']:.4f}  dense-masked "
               f"{r['psnr_dense_masked']:.4f}  (FP32 {r['psnr_dense_masked_fp32']:.4f})  delta {r['delta_db']:+.4f} dB"
               f"  max|diff| {r['max_abs_diff']:.3f}  masks agree {r['mask_agreement']:.4f}")
+    Path(args.out).write_text(json.dumps(result, indent=1))  # the Set5 part survives a timeout of the timing
     w, h = (int(v) for v in args.size.split("x"))
     name, lr, _ = pairs[0]
     frame = np.tile(lr, (-(-h // lr.shape[0]), -(-w // lr.shape[1]), 1))[:h, :w]
-    result["frame"] = {"W": w, "H": h, "content": f"{name} tiled", **time_frame(nets, frame, dev, dt, args.iters)}
+    result["frame"] = {"W": w, "H": h, "content": f"{name} tiled", **time_frame(nets, frame, dev, dt, args.iters,
+                                                                                  args.warmup)}
     for k in nets:
         f = result["frame"][k]
         print(f"{w}x{h} {k:<13} eager {f['eager']['median_ms']:.3f} ms  graph "

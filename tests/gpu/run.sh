@@ -252,19 +252,26 @@ step_build() {
 
 step_fixtures() {
   T python3 "$ROOT/tests/gpu/make_fixtures.py" --weights "$CARRY/weights/smsr_x2_official.pt" \
-    --images "$CARRY/Set5/LR_bicubic/X2" --out "$WORK/fixtures" | tee -a "$LOG"
+    --images "$CARRY/Set5/LR_bicubic/X2" --out "$WORK/fixtures" --crop 64x64 --ncu-image baby | tee -a "$LOG"
 }
 
 step_check() {
-  local log="$OUTDIR/check.log" fx bad=0 n=0
+  local log="$OUTDIR/check.log" fx bad=0 n=0 failed
   echo "-- native kernel test (random cases vs float64 reference)" >> "$log"
   "$(NATIVE)" >> "$log" 2>&1 || { note "native kernel test FAILED"; bad=1; }
-  for fx in "$WORK"/fixtures/*.bin; do
+  # The fixtures in parallel (the float64 reference is single-threaded host code); one log per fixture, in order.
+  ls "$WORK"/fixtures/*.bin > "$WORK/fixtures.list" 2> /dev/null
+  n=$(wc -l < "$WORK/fixtures.list")
+  [ "$n" -gt 0 ] || { note "no fixtures"; return 1; }
+  NATIVE_BIN=$(NATIVE) xargs -P 8 -I{} sh -c '"$NATIVE_BIN" --fixture "$1" > "$1.log" 2>&1 || echo "$1" >> "$1.failed"' _ {} \
+    < "$WORK/fixtures.list"
+  while read -r fx; do
     echo "-- fixture $(basename "$fx")" >> "$log"
-    "$(NATIVE)" --fixture "$fx" >> "$log" 2>&1 || { note "fixture $(basename "$fx") FAILED"; bad=1; }
-    n=$((n + 1))
-  done
-  note "native test + $n real-model block fixtures: $([ $bad = 0 ] && echo passed || echo FAILED)"
+    cat "$fx.log" >> "$log"
+  done < "$WORK/fixtures.list"
+  failed=$(ls "$WORK"/fixtures/*.failed 2> /dev/null | wc -l)
+  [ "$failed" = 0 ] || { note "$failed of $n fixtures FAILED: $(ls "$WORK"/fixtures/*.failed | xargs -n1 basename | sed 's/.bin.failed//' | tr '\n' ' ')"; bad=1; }
+  note "native test + $n real-model block fixtures (64x64 crops): $([ $bad = 0 ] && echo passed || echo FAILED)"
   local so; so=$(PLUGIN_SO)
   if [ -x "$(HARNESS)" ] && [ -n "$so" ]; then
     echo "-- TensorRT plugin GPU harness" >> "$log"
@@ -311,7 +318,7 @@ step_bench() {
 
 step_ncu() {
   have ncu || { note "ncu not on this machine"; return 3; }
-  local fx="$WORK/fixtures/baby_b0.bin"
+  local fx="$WORK/fixtures/ncu_baby_b0.smbf"
   [ -f "$fx" ] || { note "no fixture $fx"; return 4; }
   # One block call of the standalone benchmark at 1280x720 (real masks tiled): every kernel of that call.
   T ncu --clock-control none --csv --page raw --launch-count 8 \

@@ -292,17 +292,39 @@ def test_kernel_weights_follow_the_contract_layout(emulated_op, official_model, 
         assert tuple(wc.shape) == (1, 1, c_total, 64) and float(wc[0, 0, 100, 3]) == float(ref_wc[3, 100, 0, 0])
 
 
-def test_network_with_emulated_block_kernels_matches_the_dense_masked_network(emulated_op, official_weights, set5_dir):
-    import torch
-
+def test_device_scripts_run_end_to_end_on_the_emulated_kernels(emulated_op, official_weights, set5_dir, tmp_path):
+    """bench_blocks.py and network_gpu.py with --cpu (tiny sizes): every path but CUDA events, graphs, profiler."""
+    import bench_blocks
     import network_gpu
-    from converters.model import load_smsr
-    model = load_smsr(official_weights, 2)
-    nets = network_gpu.build_nets(model, torch.device("cpu"), torch.float32, nhwc=False)
-    pairs = [p for p in network_gpu.load_pairs(set5_dir) if p[0] in ("bird", "butterfly")]
-    crops = [(n, lr[40:60, 40:64], hr[80:120, 80:128]) for n, lr, hr in pairs]
-    res = network_gpu.set5_check(nets, crops, torch.device("cpu"), torch.float32)
-    assert res["agree"] and res["max_abs_delta_db"] <= 0.01
-    for r in res["images"]:
-        assert r["max_abs_diff"] <= 1e-2 and r["mask_agreement"] == 1.0
-    assert any(0 < r["density"] < 1 for r in res["images"])
+    lib = str(emulated_op._LIB.path)
+    bench_json, net_json = tmp_path / "bench.json", tmp_path / "network.json"
+    assert bench_blocks.main(["--weights", str(official_weights), "--images", str(set5_dir / "LR_bicubic" / "X2"),
+                              "--lib", lib, "--sizes", "20x12", "--iters", "1", "--warmup", "0", "--max-images", "1",
+                              "--cpu", "--out", str(bench_json)]) == 0
+    bench = json.loads(bench_json.read_text())
+    assert len(bench["sparse"]) == 15 and not bench["errors"]  # 5 real-mask blocks + 5 full + 5 empty
+    assert all(r["correct"] and r["rel_err"] <= 1e-2 for r in bench["sparse"])
+    assert {r["mask"] for r in bench["sparse"]} == {"real", "full", "empty"}
+    assert network_gpu.main(["--weights", str(official_weights), "--set5", str(set5_dir), "--lib", lib, "--cpu",
+                             "--crop", "16x20", "--size", "24x16", "--iters", "1", "--warmup", "0",
+                             "--out", str(net_json)]) == 0
+    net = json.loads(net_json.read_text())
+    assert net["set5"]["agree"] and len(net["set5"]["images"]) == 5
+    assert all(r["max_abs_diff"] <= 1e-2 and r["mask_agreement"] == 1.0 for r in net["set5"]["images"])
+    assert any(0 < r["density"] < 1 for r in net["set5"]["images"])
+    assert {"kernels", "dense_masked", "dense"} <= set(net["frame"])
+    md = summarize.markdown({"date": "2026-12-01T00:00:00", "commit": "x", "device": {}, "steps": [],
+                             "bench": bench, "network": net, "ncu": []})
+    assert md.count("| 20×12 |") == 3 and "Set5 agreement (every image within 0.01 dB): **yes**" in md
+
+
+def test_one_pass_fixture_inputs_equal_dump_block_fixtures(official_model, set5_lr_images):
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+    from dump_block_fixture import block_io
+    from make_fixtures import all_block_io
+    lr = set5_lr_images["bird"][50:70, 40:66].astype(np.float32).transpose(2, 0, 1)[None].copy()
+    for b, got in enumerate(all_block_io(official_model, lr)):
+        for name, a, e in zip(("x", "mask", "y"), got, block_io(official_model, lr, b)):
+            assert np.allclose(a, e, rtol=0, atol=1e-4), f"block {b} {name}"
