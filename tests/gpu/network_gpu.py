@@ -33,8 +33,10 @@ SCALE = 2
 
 def build_nets(model, device, dtype, nhwc: bool, kernels: bool = True, dense: bool = False) -> dict:
     """{'dense_masked', 'kernels', 'dense'} -> a copy of `model` on device/dtype with that block computation."""
+    import torch
     import smsr_torch as st
     cl = device.type == "cuda"
+    nhwc = nhwc and dtype == torch.float16  # the kernels' channels-last I/O is FP16 only
     nets = {"dense_masked": st.move_model(copy.deepcopy(model), device, dtype, channels_last=cl)}
     if kernels:
         nets["kernels"] = st.move_model(st.bind_kernel_blocks(copy.deepcopy(model), nhwc), device, dtype,

@@ -328,3 +328,39 @@ def test_one_pass_fixture_inputs_equal_dump_block_fixtures(official_model, set5_
     for b, got in enumerate(all_block_io(official_model, lr)):
         for name, a, e in zip(("x", "mask", "y"), got, block_io(official_model, lr, b)):
             assert np.allclose(a, e, rtol=0, atol=1e-4), f"block {b} {name}"
+
+
+def test_check_step_names_the_failing_fixtures(tmp_path):
+    build = tmp_path / "build-gpu"
+    native = build / "plugins" / "smsrSparseBlock" / "kernels" / "smsr_kernels_native_test"
+    native.parent.mkdir(parents=True)
+    native.write_text('#!/bin/sh\ncase "$2" in *bird_b3*) echo "FAIL fixture"; exit 1;; esac\necho PASSED\n')
+    native.chmod(0o755)
+    fixtures = build / "work" / "fixtures"
+    fixtures.mkdir(parents=True)
+    for name in ("baby", "bird"):
+        for b in range(5):
+            (fixtures / f"{name}_b{b}.bin").touch()
+    r, out, statuses = _device_run(tmp_path, _fake_tools(tmp_path), "check", build=build)
+    assert statuses["check"] == "failed" and r.returncode == 1
+    md = (out / "results.md").read_text()
+    assert "1 of 10 fixtures FAILED: bird_b3" in md
+    assert (out / "check.log").read_text().count("PASSED") == 10  # the random cases + 9 good fixtures
+
+
+@pytest.mark.parametrize("ncu, status, text", [
+    ('echo "==ERROR== Failed to initialize the profiler: LibraryNotLoaded" >&2; exit 1', "unsupported",
+     "ncu not supported here"),
+    ('echo \'"ID","Kernel Name","gpu__time_duration.sum"\'; echo \'"","","nsecond"\'; '
+     'echo \'"0","layerKernel","1000"\'; echo \'"1","collectKernel","500"\'', "ok", "ncu: 2 kernels profiled"),
+])
+def test_ncu_step_tells_unsupported_from_results(tmp_path, ncu, status, text):
+    build = _fake_native_build(tmp_path)
+    (build / "work" / "fixtures").mkdir(parents=True)
+    (build / "work" / "fixtures" / "ncu_baby_b0.smbf").touch()
+    r, out, statuses = _device_run(tmp_path, _fake_tools(tmp_path, ncu=ncu), "ncu", build=build)
+    assert statuses["ncu"] == status, r.stdout + r.stderr
+    md = (out / "results.md").read_text()
+    assert text in md
+    if status == "ok":
+        assert "| layerKernel | 1.0 |" in md
