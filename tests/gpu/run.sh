@@ -65,6 +65,7 @@ prepare() { # DEST
     cp "$src_set5"/HR/*.png "$dest/Set5/HR/" &&
     cp "$src_set5"/LR_bicubic/X2/*.png "$dest/Set5/LR_bicubic/X2/" &&
     cp -r "$src_trt/include" "$dest/$TRT_HEADERS/" || die "copying into $dest failed"
+  git -C "$ROOT" describe --always --dirty > "$dest/COMMIT" 2> /dev/null || echo unknown > "$dest/COMMIT"
   (cd "$dest" && find . -type f ! -name MANIFEST | sort | xargs sha256sum > MANIFEST) || die "cannot write $dest/MANIFEST"
 }
 
@@ -251,12 +252,14 @@ step_build() {
 }
 
 step_fixtures() {
+  rm -rf "$WORK/fixtures"
   T python3 "$ROOT/tests/gpu/make_fixtures.py" --weights "$CARRY/weights/smsr_x2_official.pt" \
     --images "$CARRY/Set5/LR_bicubic/X2" --out "$WORK/fixtures" --crop 64x64 --ncu-image baby | tee -a "$LOG"
 }
 
 step_check() {
   local log="$OUTDIR/check.log" fx bad=0 n=0 failed
+  rm -f "$WORK"/fixtures/*.failed "$WORK"/fixtures/*.log
   echo "-- native kernel test (random cases vs float64 reference)" >> "$log"
   "$(NATIVE)" >> "$log" 2>&1 || { note "native kernel test FAILED"; bad=1; }
   # The fixtures in parallel (the float64 reference is single-threaded host code); one log per fixture, in order.
@@ -345,7 +348,8 @@ step_network() {
 }
 
 step_report() {
-  local commit; commit=$(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo unknown)
+  local commit   # the device's copy of the tree may have no .git: the commit --prepare recorded
+  commit=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || cat "$CARRY/COMMIT" 2> /dev/null || echo unknown)
   T python3 "$ROOT/tests/gpu/summarize.py" --work "$WORK" --out "$OUTDIR" --commit "$commit" | tee -a "$LOG"
 }
 
