@@ -354,6 +354,10 @@ def test_check_step_names_the_failing_fixtures(tmp_path):
      "ncu not supported here"),
     ('echo \'"ID","Kernel Name","gpu__time_duration.sum"\'; echo \'"","","nsecond"\'; '
      'echo \'"0","layerKernel","1000"\'; echo \'"1","collectKernel","500"\'', "ok", "ncu: 2 kernels profiled"),
+    # an ncu that lacks the tensor-pipe metric: profiled again without it
+    ('case "$*" in *hmma*) echo "==ERROR== Failed to find metric sm__pipe_tensor_op_hmma" >&2; exit 1;; esac; '
+     'echo \'"ID","Kernel Name","gpu__time_duration.sum"\'; echo \'"0","layerKernel","1000"\'', "ok",
+     "profiled without it"),
 ])
 def test_ncu_step_tells_unsupported_from_results(tmp_path, ncu, status, text):
     build = _fake_native_build(tmp_path)
@@ -365,3 +369,14 @@ def test_ncu_step_tells_unsupported_from_results(tmp_path, ncu, status, text):
     assert text in md
     if status == "ok":
         assert "| layerKernel | 1.0 |" in md
+
+
+def test_the_c_abi_library_exports_only_its_functions(emulated_op):
+    """The version script keeps the static CUDA runtime inside libsmsr_block_capi private (PyTorch has its own)."""
+    if not shutil.which("nm"):
+        pytest.skip("nm not found")
+    libs = [emulated_op._LIB.path, emulated_op._LIB.path.with_name("libsmsr_block_capi.so")]
+    for lib in (p for p in libs if p.is_file()):  # the CUDA one exists where nvcc built it
+        out = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
+        names = {ln.split()[-1] for ln in out.splitlines() if ln.split() and ln.split()[1] in "TDBRW"}
+        assert names and all(n.startswith("smsr_capi_") for n in names), f"{lib.name} exports {sorted(names)[:8]}"
