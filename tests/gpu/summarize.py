@@ -137,10 +137,12 @@ def network_lines(net: dict) -> list[str]:
     if fr:
         out += [f"{fr['W']}×{fr['H']} LR frame ({fr['content']}), FP16, median per frame:\n",
                 "| network | eager | CUDA graph | mask density |", "|---|---|---|---|"]
-        for k in ("kernels", "dense_masked", "dense"):
+        labels = {"kernels": "block kernels (op)", "dense_masked": "dense-masked blocks (reference)",
+                  "dense": "plain dense blocks (masks ignored; timing only)"}
+        for k, label in labels.items():
             if k in fr:
                 g = fr[k].get("graph", {})
-                out.append(f"| {k} | {fr[k]['eager']['median_ms']:.3f} ms | "
+                out.append(f"| {label} | {fr[k]['eager']['median_ms']:.3f} ms | "
                            + (f"{g['median_ms']:.3f} ms" if "median_ms" in g else f"n/a ({g.get('error', '')})")
                            + f" | {fr[k]['mask_density']:.3f} |")
         k, dm, d = (fr.get(n, {}).get("best_ms") for n in ("kernels", "dense_masked", "dense"))
