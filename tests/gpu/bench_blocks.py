@@ -119,6 +119,7 @@ def main(argv=None) -> int:
         print("bench_blocks: PyTorch sees no CUDA device", file=sys.stderr)
         return 2
     torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False  # FP32 references in true FP32 (TF32 is PyTorch's default for convs)
     dev = torch.device("cpu" if args.cpu else "cuda")
     t0 = time.time()
     model = load_smsr(args.weights, 2)

@@ -141,6 +141,7 @@ def main(argv=None) -> int:
         print("network_gpu: PyTorch sees no CUDA device", file=sys.stderr)
         return 2
     torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False  # FP32 references in true FP32 (TF32 is PyTorch's default for convs)
     dev, dt = (torch.device("cpu"), torch.float32) if args.cpu else (torch.device("cuda"), torch.float16)
     t0 = time.time()
     lib = st.load_library(args.lib)
