@@ -56,8 +56,8 @@ def default_plugin_library() -> Path | None:
     return None
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python converters/build_engine.py", description=__doc__.splitlines()[0],
+def parse_args(argv: list[str] | None, prog: str = "python converters/build_engine.py") -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[6:]))
     src = ap.add_mutually_exclusive_group(required=True)
@@ -279,8 +279,8 @@ def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet) -> Path:
     return engine_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python converters/build_engine.py") -> int:
+    args = parse_args(argv, prog)
     from converters.engine_build.builders import BuilderUnavailable, BuildError
     try:
         if not args.onnx_only:

@@ -101,8 +101,8 @@ def export_all(weights: str | Path, scale: int, out_dir: str | Path, fp16: bool 
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters.export_onnx", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m converters.export_onnx") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True)
     ap.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
     ap.add_argument("--out-dir", required=True)

@@ -108,8 +108,8 @@ def format_summary(s: dict, name: str = "") -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters.summary", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m converters.summary") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True)
     ap.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     ap.add_argument("--image", nargs="*", default=[], help="LR images to measure mask density and MACs on")

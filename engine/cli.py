@@ -72,8 +72,8 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=_positive, help="CPU threads for ONNX Runtime (default: all cores)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description="SMSR super-resolution runtime",
+def build_parser(prog: str = "python -m engine") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="SMSR super-resolution runtime",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="{upscale,bench}")
     sub.required = True
@@ -306,8 +306,8 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m engine") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         return cmd_upscale(args) if args.command == "upscale" else cmd_bench(args)
     except EngineError as e:

@@ -108,8 +108,8 @@ def summarize(results: list[ImageResult]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.evaluate", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m engine.evaluate") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=("torch", "ort"), default="ort")
     ap.add_argument("--weights", help="PyTorch checkpoint (torch backend)")
     ap.add_argument("--model", help="ONNX model (ort backend)")
