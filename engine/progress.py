@@ -70,6 +70,11 @@ class Progress:
             self.label, self.done, self.total, 100 * frac, _fmt(elapsed), _fmt(eta), self._rate()))
         self.stream.flush()
 
+    def clear(self) -> None:
+        """Take the bar off the line so a message can be printed; the next update draws it again."""
+        if self._bar is not None:
+            self._bar.clear()
+
     def close(self) -> None:
         if self._closed:
             return
