@@ -3,6 +3,10 @@
 #   cmake --install    -> <prefix>/${SMSR_INSTALL_LIBDIR} (default lib; a relative folder, so --prefix is honoured)
 # SMSR_PACKAGE_ONLY (pyproject.toml turns it on for wheels) builds only what is installed: no test programs, no
 # CUDA kernels unless the TensorRT plugin needs them.
+# scikit-build-core passes -DSKBUILD on every run: keep it for this run only, so a later plain `cmake` configure of
+# the same build folder (make cpp after make setup) installs to the plain layout again.
+set(SKBUILD "${SKBUILD}")
+unset(SKBUILD CACHE)
 set(SMSR_INSTALL_LIBDIR "lib" CACHE STRING
     "folder under the install prefix for the libraries (relative; engine/lib inside a site-packages folder)")
 if(SKBUILD)

@@ -87,17 +87,59 @@ def validate(proto: onnx.ModelProto) -> None:
     onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
 
 
+def exporter_sha256() -> str:
+    """Content hash of the code that shapes the graphs: a graph exported by other code is never reused."""
+    import hashlib
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for rel in ("export_onnx.py", "deploy_op.py", "onnx_fp16.py", "model/smsr.py", "model/checkpoint.py"):
+        h.update((here / rel).read_bytes())
+    h.update(f"torch {torch.__version__} onnx {onnx.__version__}".encode())
+    return h.hexdigest()
+
+
+def _reusable(path: Path, meta: dict[str, str]) -> bool:
+    """An existing graph whose metadata records the same checkpoint and exporter hashes (and that still passes
+    validation) is what an export would write again."""
+    if not path.is_file():
+        return False
+    try:
+        proto = onnx.load(str(path))
+        props = {p.key: p.value for p in proto.metadata_props}
+        if any(props.get(k) != str(v) for k, v in meta.items()):
+            return False
+        validate(proto)
+        return True
+    except Exception:  # unreadable or stale: export again
+        return False
+
+
 def export_all(weights: str | Path, scale: int, out_dir: str | Path, fp16: bool = True,
-               kinds: tuple[str, ...] = GRAPH_KINDS) -> dict[str, Path]:
-    """Every graph for one checkpoint: {'reference': ..., 'deploy': ..., 'reference_fp16': ..., ...}."""
-    model = load_smsr(weights, scale)
-    meta = {"smsr.checkpoint_sha256": sha256_of(weights)}
+               kinds: tuple[str, ...] = GRAPH_KINDS, reuse: bool = False, log=None) -> dict[str, Path]:
+    """Every graph for one checkpoint: {'reference': ..., 'deploy': ..., 'reference_fp16': ..., ...}.
+    reuse: keep existing files exported from the same checkpoint by the same code (content hashes)."""
+    try:
+        ckpt = sha256_of(weights)
+    except OSError:
+        load_smsr(weights, scale)  # a missing or unreadable file: the CheckpointError that names it
+        raise
+    meta = {"smsr.checkpoint_sha256": ckpt, "smsr.exporter_sha256": exporter_sha256()}
     out_dir = Path(out_dir)
-    paths = {}
+    paths, todo = {}, []
     for kind in kinds:
         for half in ((False, True) if fp16 else (False,)):
             key = f"{kind}_fp16" if half else kind
-            paths[key] = export_graph(model, out_dir / f"smsr_x{scale}_{key}.onnx", kind, half, meta)
+            path = out_dir / f"smsr_x{scale}_{key}.onnx"
+            if reuse and _reusable(path, {**meta, "smsr.scale": scale, "smsr.graph": kind}):
+                paths[key] = path
+                if log:
+                    log(f"  {key:<16} {path}  (unchanged: reused)")
+            else:
+                todo.append((key, kind, half, path))
+    if todo:
+        model = load_smsr(weights, scale)
+        for key, kind, half, path in todo:
+            paths[key] = export_graph(model, path, kind, half, meta)
     return paths
 
 
