@@ -28,6 +28,12 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def panel_labels(masks: np.ndarray) -> list[str]:
+    """Panel titles: blocks numbered from 0, as `smsr summary` numbers them, then the heat-map panel."""
+    labels = ["block %d: %.0f%%" % (b, 100 * float(masks[b].mean())) for b in range(masks.shape[0])]
+    return labels + ["blocks per pixel (mean %.0f%%)" % (100 * float(masks.mean()))]
+
+
 def render_masks(lr_rgb: np.ndarray, masks: np.ndarray, columns: int = 3) -> Image.Image:
     """lr_rgb: H×W×3 float (0..255); masks: K×H×W in [0, 1]. Returns an RGB PIL image."""
     # Small images get their panels enlarged (nearest) so the masks stay readable.
@@ -39,14 +45,13 @@ def render_masks(lr_rgb: np.ndarray, masks: np.ndarray, columns: int = 3) -> Ima
     k = masks.shape[0]
     gray = (lr_rgb @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     base = np.clip(gray, 0, 255) * 0.45
-    panels, labels = [], []
+    panels = []
     for b in range(k):
         m = np.clip(masks[b], 0, 1)[..., None]
         panels.append(base * (1 - m * 0.3) + _TINT * m * 0.55)
-        labels.append("block %d: %.0f%%" % (b, 100 * float(masks[b].mean())))
     mean = masks.mean(axis=0)
     panels.append(base * 0.4 + _heat(mean) * 0.8)
-    labels.append("blocks per pixel (mean %.0f%%)" % (100 * float(mean.mean())))
+    labels = panel_labels(masks)
     rows = -(-len(panels) // columns)
     gap = 2
     font = _font(max(12, min(24, w // 14)))
