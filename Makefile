@@ -51,12 +51,13 @@ cpp: $(BUILD)/.python-deps
 	  -DPython3_EXECUTABLE=$$(command -v $(PYTHON))
 	cmake --build $(BUILD) -j$(JOBS)
 
-# The checkpoint and Set5: ../shared when present (CI never downloads), else `smsr download` into SMSR_HOME.
+# The checkpoint and Set5: ../shared when present (CI never downloads), else `smsr download` into SMSR_HOME
+# (DOWNLOAD_ARGS="--base-url file:///path/to/SMSR/" for a mirror or a local clone of the authors' repository).
 data: $(BUILD)/.python-deps
 	@if [ -f "$(WEIGHTS)" ] && [ -d "$(DATA)/HR" ]; then :; \
 	elif [ "$(WEIGHTS)" = "$(SMSR_HOME)/weights/smsr_x2_official.pt" ] && [ "$(DATA)" = "$(SMSR_HOME)/data/Set5" ]; then \
 	  echo "no ../shared: downloading the official checkpoint and Set5 into $(SMSR_HOME)"; \
-	  SMSR_HOME=$(SMSR_HOME) $(PYTHON) -m engine.download; \
+	  SMSR_HOME=$(SMSR_HOME) $(PYTHON) -m engine.download $(DOWNLOAD_ARGS); \
 	else echo "error: WEIGHTS=$(WEIGHTS) or DATA=$(DATA) not found" >&2; exit 2; fi
 
 # Exports the graphs and makes the deploy graph the default model of `smsr upscale` (SMSR_HOME/models).

@@ -388,3 +388,19 @@ def test_load_builder_names_what_is_missing(monkeypatch):
         builders.load_builder("auto")
     with pytest.raises(ValueError, match="unknown builder"):
         builders.load_builder("trtexec")
+
+
+def test_auto_builder_fallback_to_tensorrt_rtx_is_said_in_words(monkeypatch, capsys):
+    """--builder auto without TensorRT (or without a GPU) builds for RTX GPUs: said before anything is exported."""
+    import argparse
+    import converters.build_engine as be
+    from converters.engine_build import builders
+    monkeypatch.setattr(builders, "load_builder", lambda choice: argparse.Namespace(name="tensorrt-rtx"))
+    monkeypatch.setattr(builders, "_import", lambda name: ModuleNotFoundError(name))
+    monkeypatch.setattr(builders, "detect_gpu", lambda: None)
+    be.pick_builder(argparse.Namespace(builder="auto", compute_capability=None))
+    out = capsys.readouterr().out
+    assert "TensorRT not found: building a TensorRT-RTX engine for sm75, sm86, sm89, sm120" in out
+    assert "it will not run on Jetson or with TensorRT 10" in out
+    be.pick_builder(argparse.Namespace(builder="tensorrt-rtx", compute_capability=None))  # asked for: no note
+    assert capsys.readouterr().out == ""
