@@ -54,8 +54,10 @@ class Progress:
                 self._bar.set_description_str(label, refresh=False)
             if mp is not None:
                 self._bar.set_postfix_str(self._rate().strip(), refresh=False)
-            self._bar.n = min(self.done, self.total)
-            self._bar.refresh()
+            # tqdm.update redraws at most every 0.1 s (mininterval): cheap even for thousands of tiles
+            self._bar.update(min(self.done, self.total) - self._bar.n)
+            if self.done >= self.total:
+                self._bar.refresh()  # the final state is always drawn
         elif self.mode == "plain" and self.total > 1:
             now = time.perf_counter()
             if self.done >= self.total or now - self._last_plain >= PLAIN_INTERVAL:
