@@ -22,7 +22,8 @@ _ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16"}  # onnx.TensorProto.FLOAT / FLOA
 
 
 def onnx_io(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]], dict]:
-    """([(input name, triton type)], [(output name, triton type)], metadata) of an ONNX graph."""
+    """([(input name, triton type)], [(output name, triton type)], metadata) of an ONNX graph; metadata also gets
+    "masks_channels" (the second output's channel count) when the graph fixes it."""
     import onnx
     try:
         m = onnx.load(str(path), load_external_data=False)
@@ -40,8 +41,12 @@ def onnx_io(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]], d
         return out
 
     inits = {i.name for i in m.graph.initializer}
-    return (typed([i for i in m.graph.input if i.name not in inits]), typed(m.graph.output),
-            {p.key: p.value for p in m.metadata_props})
+    meta = {p.key: p.value for p in m.metadata_props}
+    if len(m.graph.output) > 1:
+        dims = m.graph.output[1].type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].dim_value > 0:
+            meta["masks_channels"] = dims[1].dim_value
+    return (typed([i for i in m.graph.input if i.name not in inits]), typed(m.graph.output), meta)
 
 
 def fixed_size_onnx(src: Path, dst: Path, tile: int, scale: int) -> None:
@@ -49,11 +54,12 @@ def fixed_size_onnx(src: Path, dst: Path, tile: int, scale: int) -> None:
     free. The same file run locally (`--backend ort --model dst`) gives the tiles the server sees."""
     import onnx
     m = onnx.load(str(src))
+    first_out = m.graph.output[0].name
     for v in list(m.graph.input) + list(m.graph.output):
         dims = v.type.tensor_type.shape.dim
         if len(dims) != 4:
             continue
-        side = tile * scale if v.name == "sr" else tile
+        side = tile * scale if v.name == first_out else tile
         for d in (dims[2], dims[3]):
             d.Clear()
             d.dim_value = side
@@ -85,10 +91,10 @@ def model_config(name: str, *, backend: str | None = None, platform: str | None 
     return s + extra
 
 
-def _shapes(ins, outs, tile: int, scale: int, masks_channels: int = 5):
+def _shapes(ins, outs, tile: int, scale: int, masks_channels: int | None = None):
     """Triton dims per tensor: input 3×T×T, sr 3×sT×sT, masks K×T×T."""
     i = [(n, t, (3, tile, tile)) for n, t in ins]
-    o = [(n, t, (3, tile * scale, tile * scale) if k == 0 else (masks_channels, tile, tile))
+    o = [(n, t, (3, tile * scale, tile * scale) if k == 0 else (masks_channels or 5, tile, tile))
          for k, (n, t) in enumerate(outs)]
     return i, o
 
@@ -115,7 +121,8 @@ def export_python_model(repo: Path, name: str, onnx_path: Path, tile: int, max_b
     shutil.copyfile(Path(__file__).with_name("triton_python_model.py"), d / "1" / "model.py")
     _copy_ort_lib_if_needed(onnx_path, d / "1")
     # The Python backend receives FP32 whatever the graph's type (OrtBackend casts), and returns FP32.
-    i, o = _shapes([(n, "TYPE_FP32") for n, _ in ins], [(n, "TYPE_FP32") for n, _ in outs], tile, scale)
+    i, o = _shapes([(n, "TYPE_FP32") for n, _ in ins], [(n, "TYPE_FP32") for n, _ in outs], tile, scale,
+                   meta.get("masks_channels"))
     params = {"onnx_model": "model.onnx", "engine_path": str(engine_path), "threads": str(threads or 0)}
     _write(d / "config.pbtxt", model_config(name, backend="python", max_batch=max_batch, inputs=i, outputs=o,
                                             instances=instances, gpu=False, queue_delay_us=queue_delay_us,
@@ -146,7 +153,7 @@ def export_ort_model(repo: Path, name: str, onnx_path: Path, tile: int, max_batc
     if _copy_ort_lib_if_needed(onnx_path, d / "1"):
         # Triton opens this path on the server: where the repository is mounted there (--server-model-root).
         extra = 'model_operations {\n  op_library_filename: [ "%s/%s/1/%s" ]\n}\n' % (server_root, name, ORT_LIB)
-    i, o = _shapes(ins, outs, tile, scale)
+    i, o = _shapes(ins, outs, tile, scale, meta.get("masks_channels"))
     _write(d / "config.pbtxt", model_config(name, backend="onnxruntime", max_batch=max_batch, inputs=i, outputs=o,
                                             instances=instances, gpu=gpu, queue_delay_us=queue_delay_us,
                                             extra=extra))
@@ -199,8 +206,10 @@ def export_trt_model(repo: Path, name: str, engines: list[Path], tile: int, inst
                              % (e, n_min))
     max_batch = min(m.max_shape[0] for m in manifests)
     src = onnx_path or (Path(m0.extra["onnx_path"]) if m0.extra.get("onnx_path") else None)
+    mc = None
     if src is not None and src.is_file():
-        ins, outs, _ = onnx_io(src)
+        ins, outs, meta = onnx_io(src)
+        mc = meta.get("masks_channels")
     else:
         t = "TYPE_FP16" if m0.precision == "fp16" else "TYPE_FP32"
         ins, outs = [("lr", t)], [("sr", t), ("masks", t)]
@@ -221,7 +230,7 @@ def export_trt_model(repo: Path, name: str, engines: list[Path], tile: int, inst
                 shutil.copyfile(e, d / "1" / fname)
                 entries.append('  {\n    key: "%s"\n    value: "%s"\n  }' % (cc, fname))
         extra = "cc_model_filenames [\n%s\n]\n" % ",\n".join(entries)
-    i, o = _shapes(ins, outs, tile, m0.scale)
+    i, o = _shapes(ins, outs, tile, m0.scale, mc)
     _write(d / "config.pbtxt", model_config(name, platform="tensorrt_plan", max_batch=max_batch, inputs=i,
                                             outputs=o, instances=instances, gpu=True,
                                             queue_delay_us=queue_delay_us, extra=extra))
