@@ -252,7 +252,7 @@ def export_repository(out: Path, *, name: str, tile: int, onnx_path: Path | None
                       engines: list[Path] | None = None, kinds: list[str] | None = None, max_batch: int = 8,
                       instances: int = 1, queue_delay_us: int = 2000, threads: int | None = None,
                       server_root: str = "/models", server_trt: str | None = None, plugin: Path | None = None,
-                      ort_gpu: bool = False, log=print) -> dict[str, Path]:
+                      ort_gpu: bool = False, engine_path: str | None = None, log=print) -> dict[str, Path]:
     """Write the models asked for (default: every kind the inputs allow); returns kind -> model folder."""
     engines = engines or []
     if kinds is None:
@@ -271,7 +271,7 @@ def export_repository(out: Path, *, name: str, tile: int, onnx_path: Path | None
             raise UsageError("the tensorrt model needs --engine ENGINE")
     out.mkdir(parents=True, exist_ok=True)
     made: dict[str, Path] = {}
-    engine_root = Path(__file__).resolve().parent.parent
+    engine_root = engine_path or Path(__file__).resolve().parent.parent  # where model.py imports `engine` from
     if "python" in kinds:
         made["python"] = export_python_model(out, name + "_py", onnx_path, tile, max_batch, instances,
                                              queue_delay_us, threads, engine_root)
@@ -311,6 +311,8 @@ def add_parser(sub) -> None:
                                                 "against the engine manifest")
     p.add_argument("--plugin", type=Path, help="TensorRT plugin library (default: from the engine manifest)")
     p.add_argument("--ort-gpu", action="store_true", help="KIND_GPU instances for the onnxruntime model")
+    p.add_argument("--server-engine-path", help="folder holding the `engine` package on the server, for the python "
+                                                "model (default: this checkout; $SMSR_ENGINE_PATH there overrides)")
 
 
 def cmd_export_triton(args) -> int:
@@ -332,5 +334,6 @@ def cmd_export_triton(args) -> int:
                       kinds=args.kinds, max_batch=args.max_batch, instances=args.instances,
                       queue_delay_us=args.queue_delay_us, threads=args.threads,
                       server_root=args.server_model_root.rstrip("/"), server_trt=args.server_trt_version,
-                      plugin=args.plugin, ort_gpu=args.ort_gpu, log=lambda s: print(s, file=sys.stderr))
+                      plugin=args.plugin, ort_gpu=args.ort_gpu, engine_path=args.server_engine_path,
+                      log=lambda s: print(s, file=sys.stderr))
     return 0

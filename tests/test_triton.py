@@ -85,7 +85,8 @@ def _engine(tmp_path, name, cc, plugin, *, builder="tensorrt", version="10.14.1.
     e = tmp_path / (name + ".engine")
     e.write_bytes(b"serialized engine " + name.encode())  # Triton reads it, not the exporter
     EngineManifest(scale=2, precision="fp16", graph=graph, builder=builder, builder_version=version,
-                   profile={"min": [1, 3, hw[0], hw[0]], "opt": [max_n, 3, hw[0], hw[0]], "max": [max_n, 3, hw[1], hw[1]]},
+                   profile={"min": [1, 3, hw[0], hw[0]], "opt": [max_n, 3, hw[0], hw[0]],
+                            "max": [max_n, 3, hw[1], hw[1]]},
                    compute_capabilities=cc,
                    plugin_library={"path": str(plugin), "sha256": file_sha256(plugin)} if plugin else None
                    ).save(tmp_path / (e.name + ".json"))
