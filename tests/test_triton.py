@@ -186,3 +186,40 @@ def test_client_server_unreachable(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
 
+
+
+def _config(**over):
+    cfg = {"max_batch_size": 8,
+           "input": [{"name": "lr", "data_type": "TYPE_FP32", "dims": ["3", "64", "64"]}],
+           "output": [{"name": "sr", "data_type": "TYPE_FP32", "dims": ["3", "128", "128"]},
+                      {"name": "masks", "data_type": "TYPE_FP32", "dims": ["5", "64", "64"]}]}
+    cfg.update(over)
+    return cfg
+
+
+def _read(cfg):
+    pytest.importorskip("tritonclient.grpc")
+    from engine.backends.triton import TritonBackend
+    be = TritonBackend.__new__(TritonBackend)  # the config check alone, no server
+    be.model, be.url = "m", "h:1"
+    be._read_config(cfg)
+    return be
+
+
+def test_client_reads_served_config():
+    be = _read(_config())
+    assert (be.scale, be.tile_hw, be.has_masks, be.input_name, be.precision) == (2, (64, 64), True, "lr", "fp32")
+    assert be.limits.min_hw == be.limits.max_hw == (64, 64)
+
+
+@pytest.mark.parametrize("over, match", [
+    (dict(max_batch_size=0), "max_batch_size is 0"),
+    (dict(input=[{"name": "lr", "data_type": "TYPE_FP32", "dims": ["-1", "-1", "3"]}]), "expected fixed 3×T×T"),
+    (dict(input=[{"name": "lr", "data_type": "TYPE_UINT8", "dims": ["3", "64", "64"]}]), "TYPE_UINT8"),
+    (dict(output=[{"name": "sr", "data_type": "TYPE_FP32", "dims": ["3", "100", "128"]}]), "not an integer upscale"),
+    (dict(input=[]), "expected 1 input"),
+])
+def test_client_rejects_mismatched_config(over, match):
+    from engine.errors import ModelError
+    with pytest.raises(ModelError, match=match):
+        _read(_config(**over))

@@ -39,6 +39,9 @@ def server(onnx_graphs, tmp_path_factory):
     # 20 ms of queue delay: requests arriving together are joined into one execution.
     export_repository(repo, name="smsr_x2", tile=TILE, onnx_path=onnx_graphs["deploy"], kinds=["python"],
                       max_batch=8, queue_delay_us=20000, threads=2, log=lambda s: None)
+    # in the repository but never loaded (explicit model control): "not ready"
+    export_repository(repo, name="idle", tile=TILE, onnx_path=onnx_graphs["reference"], kinds=["python"],
+                      log=lambda s: None)
     srv = TritonServer(venv, repo, [MODEL], work)
     try:
         srv.wait_ready([MODEL])
@@ -107,6 +110,18 @@ def test_unknown_model_and_bad_url(server, tmp_path, set5_dir):
     r = _cli("upscale", str(img), "-o", str(tmp_path / "o.png"), "--backend", "triton", "--url", server.url,
              "--triton-model", "nope")
     assert r.returncode == 4 and "has no model 'nope'" in r.stderr and MODEL in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o.png").exists()
+    r = _cli("upscale", str(img), "-o", str(tmp_path / "o.png"), "--backend", "triton", "--url", server.url,
+             "--triton-model", "idle_py")
+    assert r.returncode == 5 and "'idle_py'" in r.stderr and "not ready" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o.png").exists()
+
+
+def test_request_timeout_is_retried_then_reported(server, tmp_path, set5_dir):
+    img = _crop(set5_dir, tmp_path, "bird", 40)
+    r = _cli("upscale", str(img), "-o", str(tmp_path / "o.png"), "--backend", "triton", "--url", server.url,
+             "--triton-model", MODEL, "--triton-timeout", "0.001")
+    assert r.returncode == 5 and "timed out" in r.stderr and "3 tries" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "o.png").exists()
 
 

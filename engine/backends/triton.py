@@ -20,6 +20,7 @@ from .base import Backend, Limits, require_module
 
 _TYPES = {"TYPE_FP32": (np.float32, "FP32"), "TYPE_FP16": (np.float16, "FP16")}
 _RETRY_STATUS = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+_SETUP_TIMEOUT = 10.0  # seconds for health/metadata calls (--triton-timeout is per inference request)
 
 
 def create_triton_backend(remote: dict, log) -> "TritonBackend":
@@ -60,12 +61,17 @@ class TritonBackend(Backend):
         self._pool: ThreadPoolExecutor | None = None
         client = self._client()
         try:
-            client.is_server_live(client_timeout=min(10.0, timeout))
+            client.is_server_live(client_timeout=_SETUP_TIMEOUT)
         except InferenceServerException as e:
             raise BackendUnavailableError("Triton server at %s is unreachable (%s): is tritonserver running and is "
                                           "%s its gRPC port?" % (url, _msg(e), url)) from None
         self._check_ready(client)
-        self._read_config(client.get_model_config(model, as_json=True, client_timeout=timeout)["config"])
+        try:
+            cfg = client.get_model_config(model, as_json=True, client_timeout=_SETUP_TIMEOUT)["config"]
+        except InferenceServerException as e:
+            raise BackendUnavailableError("Triton server at %s: cannot read the config of %r: %s"
+                                          % (url, model, _msg(e))) from None
+        self._read_config(cfg)
         self.preferred_batch = in_flight
 
     def _client(self):
@@ -81,9 +87,9 @@ class TritonBackend(Backend):
     def _check_ready(self, client) -> None:
         exc = self._exc
         try:
-            if client.is_model_ready(self.model, client_timeout=self.timeout):
+            if client.is_model_ready(self.model, client_timeout=_SETUP_TIMEOUT):
                 return
-            index = client.get_model_repository_index(as_json=True, client_timeout=self.timeout).get("models", [])
+            index = client.get_model_repository_index(as_json=True, client_timeout=_SETUP_TIMEOUT).get("models", [])
         except exc as e:
             raise BackendUnavailableError("Triton server at %s: cannot query model %r: %s"
                                           % (self.url, self.model, _msg(e))) from None
