@@ -12,9 +12,10 @@ the client (`--backend triton`) tiles and blends. config.pbtxt is written as tex
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
-from .errors import ManifestError, ModelError, PluginLibraryError, UsageError
+from .errors import ManifestError, ModelError, OutputError, PluginLibraryError, UsageError
 
 ORT_LIB = "libsmsr_ort_ops.so"
 TRT_PLUGIN = "libsmsr_trt_plugin.so"
@@ -316,7 +317,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_export_triton(args) -> int:
-    import sys
     name = args.name
     if name is None:
         scale = None
@@ -330,10 +330,17 @@ def cmd_export_triton(args) -> int:
     for flag, v in (("--max-batch", args.max_batch), ("--instances", args.instances)):
         if v < 1:
             raise UsageError("%s must be >= 1" % flag)
+    try:
+        _export(args, name)
+    except OSError as e:  # a folder that cannot be written, a full disk
+        raise OutputError("cannot write the model repository %s: %s" % (args.out, e)) from None
+    return 0
+
+
+def _export(args, name: str) -> None:
     export_repository(args.out, name=name, tile=args.tile, onnx_path=args.model, engines=args.engine,
                       kinds=args.kinds, max_batch=args.max_batch, instances=args.instances,
                       queue_delay_us=args.queue_delay_us, threads=args.threads,
                       server_root=args.server_model_root.rstrip("/"), server_trt=args.server_trt_version,
                       plugin=args.plugin, ort_gpu=args.ort_gpu, engine_path=args.server_engine_path,
                       log=lambda s: print(s, file=sys.stderr))
-    return 0
