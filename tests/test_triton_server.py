@@ -29,7 +29,10 @@ def server(onnx_graphs, tmp_path_factory):
     venv = triton_venv()
     if not (venv / ".ok").is_file():
         pytest.skip("Triton venv %s not created (make triton-venv; pip could not install nvidia-pytriton?)" % venv)
-    pytest.importorskip("tritonclient.grpc")
+    try:
+        import tritonclient.grpc  # noqa: F401
+    except ImportError:
+        missing_component("tritonclient[grpc] is not installed (pip install -e '.[triton]')")
     from engine.ort_ops import find_custom_op_library
     if find_custom_op_library() is None:
         missing_component("libsmsr_ort_ops.so is not built (the deploy graph needs it inside the server)")
