@@ -168,6 +168,32 @@ def _trt_major(version: str) -> int:
         raise UsageError("TensorRT version %r: expected like 10.14 or 10.14.1" % version) from None
 
 
+def plugin_trt_version(lib: Path) -> str | None:
+    """TensorRT version of the headers the plugin was compiled with, from its CMake sidecar <lib>.archs (JSON key
+    "tensorrt"); None for a library without one (copied alone, or built before the key existed)."""
+    import json
+    side = Path(str(lib) + ".archs")
+    try:
+        v = json.loads(side.read_text()).get("tensorrt") if side.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return v if isinstance(v, str) and v else None
+
+
+def _check_plugin_trt(lib: Path, engine_trt: str, server_trt: str | None, log) -> None:
+    """A plugin for another TensorRT major fails at load ("could not find plugin" or a crash): refuse it here."""
+    built = plugin_trt_version(lib)
+    if built is None:
+        log("note: %s has no .archs sidecar naming its TensorRT version; it is the file the engine was built with "
+            "(sha256 checked), so it is taken to match TensorRT %s" % (lib, engine_trt))
+        return
+    for what, v in (("the engine (manifest)", engine_trt), ("the server (--server-trt-version)", server_trt)):
+        if v is not None and _trt_major(built) != _trt_major(v):
+            raise PluginLibraryError("plugin %s was built for TensorRT %s but %s uses TensorRT %s: the major "
+                                     "versions must match; rebuild the plugin against that TensorRT"
+                                     % (lib, built, what, v))
+
+
 def export_trt_model(repo: Path, name: str, engines: list[Path], tile: int, instances: int, queue_delay_us: int,
                      server_root: str, server_trt: str | None, onnx_path: Path | None, plugin: Path | None,
                      log) -> tuple[Path, str]:
@@ -238,6 +264,7 @@ def export_trt_model(repo: Path, name: str, engines: list[Path], tile: int, inst
     launch = ""
     if m0.graph == "deploy" or plugin is not None:
         lib = resolve_plugin_library(m0, plugin)
+        _check_plugin_trt(lib, m0.builder_version, server_trt, log)
         shutil.copyfile(lib, d / TRT_PLUGIN)
         on_server = "%s/%s/%s" % (server_root, name, TRT_PLUGIN)
         launch = ("# The engine needs the SMSRSparseBlock plugin (built for TensorRT %s; the server's TensorRT "

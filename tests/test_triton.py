@@ -223,3 +223,23 @@ def test_client_rejects_mismatched_config(over, match):
     from engine.errors import ModelError
     with pytest.raises(ModelError, match=match):
         _read(_config(**over))
+
+
+@pytest.mark.parametrize("plugin_trt, server_trt, match", [
+    ("11.0.0", None, "built for TensorRT 11.0.0 but the engine"),
+    ("10.14.1", "11.1.0", None),  # caught first by the engine check (same version needed)
+    ("10.14.1", "10.14.1", ""),
+])
+def test_tensorrt_plugin_version_from_sidecar(tmp_path, plugin, plugin_trt, server_trt, match):
+    from engine.errors import EngineError
+    (tmp_path / (plugin.name + ".archs")).write_text(
+        '{"sass": ["sm_87"], "ptx": [], "cuda": "13.0", "tensorrt": "%s"}' % plugin_trt)
+    e = _engine(tmp_path, "a", ["8.7"], plugin)
+    run = lambda: export_repository(tmp_path / "repo", name="t", tile=64, engines=[e],  # noqa: E731
+                                    server_trt=server_trt, log=lambda s: None)
+    if match == "":
+        run()
+        assert (tmp_path / "repo" / "t_trt" / "libsmsr_trt_plugin.so").is_file()
+    else:
+        with pytest.raises(EngineError, match=match or "11.1.0"):
+            run()
