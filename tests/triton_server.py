@@ -59,7 +59,10 @@ class TritonServer:
         env = dict(os.environ)
         env["PATH"] = "%s:%s" % (venv / "bin", env.get("PATH", ""))
         libs = site / "nvidia_pytriton.libs"
-        env["LD_LIBRARY_PATH"] = ":".join(p for p in (env.get("LD_LIBRARY_PATH"), str(libs)) if p)
+        # The stub links libpython3.X.so: use the venv interpreter's own (a pyenv/conda Python is not in ld's path).
+        pylib = subprocess.run([str(venv_python(venv)), "-c", "import sysconfig; print(sysconfig.get_config_var("
+                                "'LIBDIR') or '')"], capture_output=True, text=True, check=True).stdout.strip()
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (env.get("LD_LIBRARY_PATH"), str(libs), pylib) if p)
         cmd = [str(dist / "bin" / "tritonserver"), "--model-repository=%s" % repo,
                "--backend-directory=%s" % backends, "--model-control-mode=explicit",
                "--grpc-address=127.0.0.1", "--grpc-port=%d" % self.grpc_port,
@@ -127,7 +130,14 @@ def metric(text: str, name: str, model: str) -> float:
     return total
 
 
-if __name__ == "__main__":  # manual use: python tests/triton_server.py REPO MODEL
-    srv = TritonServer(triton_venv(), Path(sys.argv[1]), sys.argv[2:], Path("/tmp"))
-    srv.wait_ready(sys.argv[2:])
-    print(srv.url)
+if __name__ == "__main__":  # manual use: python tests/triton_server.py REPO MODEL...; Ctrl-C stops it
+    import tempfile
+    srv = TritonServer(triton_venv(), Path(sys.argv[1]), sys.argv[2:], Path(tempfile.mkdtemp()))
+    try:
+        srv.wait_ready(sys.argv[2:])
+        print("serving on", srv.url, flush=True)
+        srv.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
