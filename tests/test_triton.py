@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
 from engine.errors import ManifestError, UsageError
@@ -14,6 +16,8 @@ from engine.manifest import EngineManifest, file_sha256
 from engine.triton_repo import export_repository
 from helpers import missing_component
 from standin_model import build_standin
+
+REPO = Path(__file__).resolve().parents[1]  # `python -m engine` must be this checkout
 
 
 def _parse(path):
@@ -151,7 +155,8 @@ def test_tensorrt_plugin_must_be_the_built_one(tmp_path, plugin):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_cli_export_and_usage_errors(models, tmp_path):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from helpers import missing_component
 from triton_server import TritonServer, metric, triton_venv
 
+REPO = Path(__file__).resolve().parents[1]  # `python -m engine` must be this checkout
 pytestmark = pytest.mark.slow
 TILE = 32
 MODEL = "smsr_x2_py"
@@ -62,7 +64,8 @@ def local(server):
 
 
 def _cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _crop(set5_dir, tmp_path, name, size):
@@ -175,7 +178,7 @@ def test_server_killed_mid_run(server, set5_dir, tmp_path):
     before = metric(server.metrics(), "nv_inference_request_success", MODEL)
     p = subprocess.Popen([sys.executable, "-m", "engine", "upscale", str(img), "-o", str(out), "--backend", "triton",
                           "--url", server.url, "--triton-model", MODEL, "--tile-overlap", "8", "--triton-timeout",
-                          "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "20"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         t_end = time.monotonic() + 120
         while metric(server.metrics(), "nv_inference_request_success", MODEL) < before + 8:
