@@ -25,9 +25,9 @@ BUILD ?= build
 OUT ?= out
 JOBS ?= 2
 
-.PHONY: setup python-deps cpp data demo test bench clean
+.PHONY: setup python-deps cpp data demo test bench clean triton-venv
 
-setup: $(BUILD)/.python-deps cpp
+setup: $(BUILD)/.python-deps cpp triton-venv
 
 python-deps: $(BUILD)/.python-deps
 $(BUILD)/.python-deps: pyproject.toml
@@ -50,6 +50,15 @@ cpp: $(BUILD)/.python-deps
 	  $(if $(wildcard $(ONNXRUNTIME_ROOT)),-DONNXRUNTIME_ROOT=$(ONNXRUNTIME_ROOT)) \
 	  -DPython3_EXECUTABLE=$$(command -v $(PYTHON))
 	cmake --build $(BUILD) -j$(JOBS)
+
+# Triton Inference Server for the tests (tests/test_triton_server.py): the nvidia-pytriton wheel's tritonserver with the
+# Python backend, in its own venv (it pins numpy<2). Optional: if pip cannot install it, those tests skip.
+TRITON_VENV ?= $(BUILD)/triton-venv
+triton-venv: $(TRITON_VENV)/.ok
+$(TRITON_VENV)/.ok:
+	rm -rf $(TRITON_VENV)
+	( $(PYTHON) -m venv $(TRITON_VENV) && $(TRITON_VENV)/bin/pip install -q "nvidia-pytriton>=0.5" "onnxruntime>=1.21" "numpy<2" \
+	  && touch $@ ) || (rm -rf $(TRITON_VENV); echo "note: Triton venv not created (pip failed); real-server Triton tests skip")
 
 # The checkpoint and Set5: ../shared when present (CI never downloads), else `smsr download` into SMSR_HOME
 # (DOWNLOAD_ARGS="--base-url file:///path/to/SMSR/" for a mirror or a local clone of the authors' repository).

@@ -76,12 +76,18 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
                    help="for ort/torch backends; auto runs a deploy graph (SMSRSparseBlock nodes, a CPU-only op in "
                         "ONNX Runtime) on the CPU even when the CUDA provider is present")
     g.add_argument("--threads", type=_positive, help="CPU threads for ONNX Runtime (default: all cores)")
+    t = p.add_argument_group("triton (--backend triton: a model served by Triton Inference Server)")
+    t.add_argument("--url", help="server gRPC address HOST:PORT (e.g. 127.0.0.1:8001)")
+    t.add_argument("--triton-model", help="served model name (from export-triton, e.g. smsr_x2_py)")
+    t.add_argument("--triton-in-flight", type=_positive, default=8,
+                   help="requests in flight at once (default: 8; also the default --batch of tiles per call)")
+    t.add_argument("--triton-timeout", type=float, default=60.0, help="seconds per request (default: 60)")
 
 
 def build_parser(prog: str = "python -m engine") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="SMSR super-resolution runtime",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{upscale,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{upscale,bench,export-triton}")
     sub.required = True
 
     up = sub.add_parser("upscale", help="upscale images and videos", epilog=EPILOG + "\n" + VIDEO_EPILOG,
@@ -96,7 +102,8 @@ def build_parser(prog: str = "python -m engine") -> argparse.ArgumentParser:
                                                    "the engine profile or the memory budget)")
     g.add_argument("--tile-overlap", type=_nonneg, default=DEFAULT_OVERLAP,
                    help="overlap between tiles in LR pixels (default: %d)" % DEFAULT_OVERLAP)
-    g.add_argument("--batch", type=_positive, default=1, help="tiles per backend call (default: 1)")
+    g.add_argument("--batch", type=_positive, default=None,
+                   help="tiles per backend call (default: 1; --backend triton: --triton-in-flight)")
     g.add_argument("--mem-budget", type=_positive, metavar="MiB",
                    help="tile when the estimated memory of one call exceeds this (default: half the RAM for CPU "
                         "backends)")
@@ -123,6 +130,8 @@ def build_parser(prog: str = "python -m engine") -> argparse.ArgumentParser:
     b.add_argument("--tile", type=_positive, help="bench the tiled pipeline with this tile size")
     b.add_argument("--tile-overlap", type=_nonneg, default=DEFAULT_OVERLAP)
     _add_ui_args(b)
+    from .triton_repo import add_parser as add_triton_parser
+    add_triton_parser(sub)
     return parser
 
 
@@ -196,8 +205,14 @@ def _default_model(args, log) -> Path | None:
 
 
 def _make_backend(args, log):
-    return create_backend(args.backend, model=_default_model(args, log), engine=args.engine, scale=args.scale,
-                          device=args.device, plugin=args.plugin, threads=args.threads, log=log)
+    remote = {"url": args.url, "model": args.triton_model, "in_flight": args.triton_in_flight,
+              "timeout": args.triton_timeout}
+    model = args.model if args.backend == "triton" else _default_model(args, log)
+    backend = create_backend(args.backend, model=model, engine=args.engine, scale=args.scale,
+                             device=args.device, plugin=args.plugin, threads=args.threads, log=log, remote=remote)
+    if getattr(args, "batch", 1) is None:  # a remote backend keeps several tiles in flight per call
+        args.batch = getattr(backend, "preferred_batch", 1)
+    return backend
 
 
 def _check_output_folder(folder: Path) -> None:
@@ -361,6 +376,9 @@ def cmd_bench(args) -> int:
 def main(argv: list[str] | None = None, prog: str = "python -m engine") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
+        if args.command == "export-triton":
+            from .triton_repo import cmd_export_triton
+            return cmd_export_triton(args)
         return cmd_upscale(args) if args.command == "upscale" else cmd_bench(args)
     except EngineError as e:
         print("error: %s" % e, file=sys.stderr, flush=True)

@@ -23,9 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-onnx": ("converters.export_onnx", "checkpoint -> ONNX graphs; --install sets the default model"),
     "build-engine": ("converters.build_engine", "checkpoint/ONNX -> TensorRT or TensorRT-RTX engine"),
     "summary": ("converters.summary", "per-block channel split, mask density and multiply-adds"),
+    "export-triton": ("engine.cli", "engine/ONNX model -> Triton Inference Server model repository"),
 }
-# Commands whose module shares one parser with its siblings (engine.cli has upscale and bench).
-_SHARED_PARSER = {"upscale", "bench"}
+# Commands whose module shares one parser with its siblings (engine.cli has upscale, bench and export-triton).
+_SHARED_PARSER = {"upscale", "bench", "export-triton"}
 CONVERT_HINT = ("needs PyTorch (the converters): pip install 'smsr-engine[convert]' (a CPU-only machine: "
                 "pip install torch --index-url https://download.pytorch.org/whl/cpu first)")
 

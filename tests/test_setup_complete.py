@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("module", ["torch", "polygraphy", "onnx_graphsurgeon", "onnxconverter_common",
-                                    "tensorrt_rtx", "png"])
+                                    "tensorrt_rtx", "png", "tritonclient.grpc"])
 def test_python_dependency_installed(module):
     importlib.import_module(module)
 

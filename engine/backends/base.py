@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import (BackendOutOfMemory, BackendUnavailableError, EngineError, OutOfMemoryError, ScaleMismatchError,
                       UsageError)
 
-BACKEND_CHOICES = ("auto", "tensorrt", "ort", "ort-cpu", "ort-cuda", "torch")
+BACKEND_CHOICES = ("auto", "tensorrt", "ort", "ort-cpu", "ort-cuda", "torch", "triton")
 
 
 @dataclass
@@ -67,11 +67,18 @@ def _suffix(p) -> str:
 
 
 def create_backend(kind: str = "auto", *, model=None, engine=None, scale: int | None = None, device: str = "auto",
-                   plugin=None, threads: int | None = None, log: Callable[[str], None] | None = None) -> Backend:
+                   plugin=None, threads: int | None = None, log: Callable[[str], None] | None = None,
+                   remote: dict | None = None) -> Backend:
     """Build the backend `kind` from an engine (TensorRT) or a model (.onnx for ONNX Runtime, .pt/.pth for
     PyTorch). `auto` tries TensorRT when an engine is given and it can run here, then ONNX Runtime (CUDA provider if
     present, else CPU), then PyTorch; `log` receives one line saying what was picked and why."""
     log = log or (lambda s: None)
+    if kind == "triton":  # a served model: no local model or engine (engine/backends/triton.py)
+        from .triton import create_triton_backend
+        backend = create_triton_backend(remote or {}, log)
+        log("backend: %s" % backend.describe())
+        _check_scale(backend, scale)
+        return backend
     try:
         return _create(kind, model, engine, scale, device, plugin, threads, log)
     except BackendOutOfMemory as e:
