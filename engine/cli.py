@@ -19,6 +19,7 @@ from .image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, make_outp
                        save_pil, to_network)
 from .pipeline import DEFAULT_OVERLAP, Upscaler
 from .progress import Progress
+from .routing import AUTO_THRESHOLD, DEFAULT_ROUTE_TILE, Router, parse_route
 
 EPILOG = """exit codes: 0 ok, 2 usage, 3 bad input image, 4 model/engine error (wrong scale, built for another
 TensorRT/GPU), 5 backend or plugin library unavailable, or the backend failed while running an input, 6 out of
@@ -57,6 +58,21 @@ def _size(v: str) -> tuple[int, int]:
     return h, w
 
 
+def _route(v: str) -> float | None:
+    try:
+        return parse_route(v)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_route_arg(p) -> None:
+    p.add_argument("--route", type=_route, default=None, metavar="off|auto|T",
+                   help="adaptive tile routing: tiles whose difficulty score (mean luma gradient, 0..255 levels) is "
+                        "below T exit early through bicubic, the others run the network; auto = %g, measured to cost "
+                        "<= 0.02 dB PSNR_Y on Set5 x2 (engine/routing.py); without --tile, tiles of %d "
+                        "(default: off)" % (AUTO_THRESHOLD, DEFAULT_ROUTE_TILE))
+
+
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
     g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
@@ -90,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tile-overlap", type=_nonneg, default=DEFAULT_OVERLAP,
                    help="overlap between tiles in LR pixels (default: %d)" % DEFAULT_OVERLAP)
     g.add_argument("--batch", type=_positive, default=1, help="tiles per backend call (default: 1)")
+    _add_route_arg(g)
     g.add_argument("--mem-budget", type=_positive, metavar="MiB",
                    help="tile when the estimated memory of one call exceeds this (default: half the RAM for CPU "
                         "backends)")
@@ -113,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=_nonneg, default=2, help="untimed calls first (default: 2)")
     b.add_argument("--tile", type=_positive, help="bench the tiled pipeline with this tile size")
     b.add_argument("--tile-overlap", type=_nonneg, default=DEFAULT_OVERLAP)
+    _add_route_arg(b)
     _add_ui_args(b)
     return parser
 
@@ -196,11 +214,13 @@ def cmd_upscale(args) -> int:
     failures: list[tuple[Path, EngineError]] = []
     written: dict[str, Path] = {}
     n_ok, mp_in, mp_out = 0, 0.0, 0.0
+    n_tiles, n_routed = 0, 0
     masks_note = False
     t0 = time.perf_counter()
     try:
+        router = None if args.route is None else Router(args.route, backend.scale)
         upscaler = Upscaler(backend, tile=args.tile, overlap=args.tile_overlap, batch=args.batch,
-                            mem_budget_bytes=_mem_budget(args, backend), log=info)
+                            mem_budget_bytes=_mem_budget(args, backend), log=info, router=router)
         bar = Progress(len(entries), "images", enabled=args.progress if len(entries) > 1 else False)
         for i, (path, rel, pre_err) in enumerate(entries):
             try:
@@ -229,14 +249,16 @@ def cmd_upscale(args) -> int:
                     tile_bar.close()
                 save_image(make_output(img, res.sr, backend.scale), dest)
                 written[key] = path
+                n_tiles, n_routed = n_tiles + res.tiles, n_routed + res.routed
                 if args.save_masks:
-                    if res.masks is None:
+                    if res.masks is None and res.routed_map is None:
                         if not masks_note:
                             info("note: backend %s gives no masks; --save-masks writes nothing" % backend.name)
                             masks_note = True
                     else:
                         from .masks_viz import render_masks
-                        save_pil(render_masks(img.rgb, res.masks), dest.with_name(dest.stem + "_masks.png"))
+                        save_pil(render_masks(img.rgb, res.masks, routed=res.routed_map),
+                                 dest.with_name(dest.stem + "_masks.png"))
                 w, h = img.size
                 n_ok += 1
                 mp_in += w * h / 1e6
@@ -253,6 +275,9 @@ def cmd_upscale(args) -> int:
     dt = time.perf_counter() - t0
     line = "upscaled %d image%s (%.2f MP in, %.2f MP out) in %.2f s: %.2f MP/s out, backend %s" % (
         n_ok, "" if n_ok == 1 else "s", mp_in, mp_out, dt, mp_out / dt if dt > 0 else 0.0, backend.name)
+    if args.route is not None:
+        line += "; %d of %d tiles exited early (bicubic, --route %s)" % (n_routed, n_tiles,
+                                                                        Router(args.route, 1).describe())
     if failures:
         line += "; %d failed: %s" % (len(failures), ", ".join(str(p) for p, _ in failures))
     print(line, flush=True)
@@ -266,9 +291,14 @@ def cmd_bench(args) -> int:
         h, w = args.size
         rng = np.random.default_rng(0)
         x = rng.uniform(0, 255, (args.batch, 3, h, w)).astype(np.float32)
-        if args.tile:
-            up = Upscaler(backend, tile=args.tile, overlap=args.tile_overlap, batch=args.batch, log=info)
-            call = lambda: [up.upscale(x[i]) for i in range(args.batch)]  # noqa: E731
+        if args.tile or args.route is not None:
+            router = None if args.route is None else Router(args.route, backend.scale)
+            up = Upscaler(backend, tile=args.tile, overlap=args.tile_overlap, batch=args.batch, log=info,
+                          router=router)
+            last = []  # results of the latest call: the summary reports its routed tiles
+
+            def call():
+                last[:] = [up.upscale(x[i]) for i in range(args.batch)]
         else:
             lim = backend.limits
             if lim.max_hw is not None and (h > lim.max_hw[0] or w > lim.max_hw[1]):
@@ -278,6 +308,7 @@ def cmd_bench(args) -> int:
                 raise UsageError("--batch %d is larger than the model/engine takes (%d)" % (args.batch, lim.max_batch))
             up = Upscaler(backend, log=info)
             call = lambda: up._run_padded(x, False)  # noqa: E731
+            last = []
         times = []
         bar = Progress(args.iters, "bench", enabled=args.progress)
         try:
@@ -303,6 +334,10 @@ def cmd_bench(args) -> int:
                                             ", tile %d" % args.tile if args.tile else "", args.iters, ms.mean(),
                                             np.percentile(ms, 50), np.percentile(ms, 90), ms.min(), ips, mp),
           flush=True)
+    if args.route is not None:  # random input is textured: expect few tiles to exit; real images route more
+        print("route %s: %d of %d tiles exited early per call (tile %d)"
+              % (Router(args.route, 1).describe(), sum(r.routed for r in last), sum(r.tiles for r in last), up.tile),
+              flush=True)
     return 0
 
 
