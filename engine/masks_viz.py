@@ -48,8 +48,8 @@ def render_masks(lr_rgb: np.ndarray, masks: np.ndarray | None, columns: int = 3,
         labels.append("all blocks: %.0f%% masked" % (100 * float(mean.mean())))
     if routed is not None:
         r = np.clip(routed, 0, 1)[..., None]
-        panels.append(base * (1 - r * 0.3) + _ROUTED_TINT * r * 0.55)
-        labels.append("exited early: %.0f%%" % (100 * float(routed.mean())))
+        panels.append(base * (1 - r * 0.2) + _ROUTED_TINT * r * 0.35)
+        labels.append("exited early (bicubic): %.0f%% of pixels" % (100 * float(routed.mean())))
     rows = -(-len(panels) // columns)
     gap = 2
     canvas = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), 32, np.float32)

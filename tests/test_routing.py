@@ -247,8 +247,8 @@ def test_cli_route(capsys, model, tmp_path):
     assert masks_png.exists()
     # The extra panel is there: 5 blocks + all blocks + routed = 7 panels in 3 columns -> 3 rows.
     w, h = Image.open(masks_png).size
-    zoom = -(-256 // 150)
-    assert h > 2 * 130 * zoom
+    zoom, gap = -(-256 // 150), 2
+    assert h == 3 * (130 * zoom + gap) - gap, (w, h)
     assert main(["bench", "--model", str(model), "--size", "96x96", "--iters", "1", "--warmup", "0",
                  "--route", "auto"]) == 0
     assert "tiles exited early per call" in capsys.readouterr().out
