@@ -11,9 +11,10 @@ Inputs (x2 model):
   (np.pad "symmetric") to 540 px height, concatenated left to right (second row in reverse order) and repeated
   until 1920 px wide (same quality measure as the HR inputs).
 Method: one ONNX Runtime CPU session; every configuration (route off at the same tile size, the thresholds, and
-for the Set5 sets the whole-image default without tiles) is warmed up on a 160×160 crop of the set's first image, then `--runs`
-repetitions each time one full pass over the set per configuration, configurations interleaved so machine noise
-hits all alike. Reported: median pass time, and the median over repetitions of (off time / configuration time).
+for the Set5 sets the whole-image default without tiles) is warmed up on a 160×160 crop of the set's first image,
+then `--runs` repetitions each time one full pass over the set per configuration, configurations interleaved so
+machine noise hits all alike. Reported: median pass time, and the median over repetitions of (off time /
+configuration time).
 Prints a table, one JSON line (prefix "JSON "), and writes a PNG plot with --plot (needs matplotlib).
 """
 from __future__ import annotations

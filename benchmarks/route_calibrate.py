@@ -93,11 +93,11 @@ class CachedRun:
         return np.stack(out), None
 
 
-def tile_records(run, images, tile, scale, hrs=None):
+def tile_records(run, images, tile, scale, overlap, hrs=None):
     """Per tile: image index, candidate scores, residual energy, gain over bicubic vs HR (or None)."""
     recs = []
     for k, x in enumerate(images):
-        for t in plan_tiles(x.shape[1], x.shape[2], tile, DEFAULT_OVERLAP, 2):
+        for t in plan_tiles(x.shape[1], x.shape[2], tile, overlap, 2):
             xt = x[:, t.y0:t.y1, t.x0:t.x1]
             sr = run(xt[None])[0][0]
             bic = bicubic_upsample(xt, scale)
@@ -128,13 +128,13 @@ def regressor_cv(recs) -> list[float]:
     return pred
 
 
-def sweep(run, lrs, hrs, scale, tile, thresholds):
+def sweep(run, lrs, hrs, scale, tile, overlap, thresholds):
     """{threshold: (per-image PSNR_Y list, tiles routed, tiles total)}; threshold 0 = --route off."""
     out = {}
     for thr in thresholds:
         ps, routed, total = [], 0, 0
         for x, hr in zip(lrs, hrs):
-            r = run_tiled_routed(run, x, scale, tile, DEFAULT_OVERLAP, 2, 1, Router(thr, scale))
+            r = run_tiled_routed(run, x, scale, tile, overlap, 2, 1, Router(thr, scale))
             ps.append(psnr_y(to_uint8(r.sr.transpose(1, 2, 0)), hr, scale))
             routed, total = routed + r.routed, total + r.tiles
         out[thr] = (ps, routed, total)
@@ -152,30 +152,13 @@ def choose_auto(res, mean_budget=0.02, image_budget=0.1):
     return best
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, type=Path, help="deploy (or reference) ONNX graph, x2")
-    ap.add_argument("--data", required=True, type=Path, help="Set5 folder (HR/, LR_bicubic/X2/)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tile", type=int, default=DEFAULT_ROUTE_TILE)
-    ap.add_argument("--max-threshold", type=float, default=24.0, help="sweep --step, 2·--step, ... up to this")
-    ap.add_argument("--step", type=float, default=0.1)
-    ap.add_argument("--other-tiles", type=int, nargs="*", default=[48, 96, 128])
-    args = ap.parse_args(argv)
-    scale = 2
-    backend = OrtBackend(args.model, device="cpu", threads=args.threads)
-    run = CachedRun(backend)
-    pairs = find_pairs(args.data, scale)
-    hrs = [mod_crop(read_rgb(hr), scale) for _, hr, _ in pairs]
-    lrs = [np.ascontiguousarray(read_rgb(lr).transpose(2, 0, 1).astype(np.float32)) for _, _, lr in pairs]
-    hr_inputs = [np.ascontiguousarray(h.transpose(2, 0, 1).astype(np.float32)) for h in hrs]
-
-    # 1. Score choice.
+def score_study(run, backend, lrs, hrs, hr_inputs, args, scale) -> dict:
+    """Part 1: per-tile candidate scores against what routing loses; each score's cost against the network's."""
     t0 = time.perf_counter()
-    rec_lr = tile_records(run, lrs, args.tile, scale, hrs)
-    rec_hr = tile_records(run, hr_inputs, args.tile, scale)
+    rec_lr = tile_records(run, lrs, args.tile, scale, args.overlap, hrs)
+    rec_hr = tile_records(run, hr_inputs, args.tile, scale, args.overlap)
     print(f"per-tile records: {len(rec_lr)} Set5 LR tiles, {len(rec_hr)} Set5-HR-as-input tiles "
-          f"(tile {args.tile}, overlap {DEFAULT_OVERLAP}; {time.perf_counter() - t0:.1f} s)")
+          f"(tile {args.tile}, overlap {args.overlap}; {time.perf_counter() - t0:.1f} s)")
     for r in rec_lr:
         r["group"] = r["image"]
     for r in rec_hr:
@@ -201,9 +184,35 @@ def main(argv=None) -> int:
     print(f"network on one {args.tile}x{args.tile} tile: {t_net * 1e3:.1f} ms (median of 5); "
           f"bicubic cheap path: {bic_cost * 1e3:.2f} ms ({100 * bic_cost / t_net:.1f} %)")
 
+    return {"tiles_lr": len(rec_lr), "tiles_hr": len(rec_hr), "scores": corr, "rho_regressor": rho_reg,
+            "net_tile_ms": t_net * 1e3, "bicubic_tile_ms": bic_cost * 1e3}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, type=Path, help="deploy (or reference) ONNX graph, x2")
+    ap.add_argument("--data", required=True, type=Path, help="Set5 folder (HR/, LR_bicubic/X2/)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tile", type=int, default=DEFAULT_ROUTE_TILE)
+    ap.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
+    ap.add_argument("--skip-scores", action="store_true", help="only the threshold sweep (no score comparison)")
+    ap.add_argument("--max-threshold", type=float, default=24.0, help="sweep --step, 2·--step, ... up to this")
+    ap.add_argument("--step", type=float, default=0.1)
+    ap.add_argument("--other-tiles", type=int, nargs="*", default=[48, 96, 128])
+    args = ap.parse_args(argv)
+    scale = 2
+    backend = OrtBackend(args.model, device="cpu", threads=args.threads)
+    run = CachedRun(backend)
+    pairs = find_pairs(args.data, scale)
+    hrs = [mod_crop(read_rgb(hr), scale) for _, hr, _ in pairs]
+    lrs = [np.ascontiguousarray(read_rgb(lr).transpose(2, 0, 1).astype(np.float32)) for _, _, lr in pairs]
+    hr_inputs = [np.ascontiguousarray(h.transpose(2, 0, 1).astype(np.float32)) for h in hrs]
+
+    study = {} if args.skip_scores else score_study(run, backend, lrs, hrs, hr_inputs, args, scale)
+
     # 2. Threshold sweep at the default tile.
     grid = [0.0] + [round(v, 2) for v in np.arange(args.step, args.max_threshold + 1e-9, args.step)]
-    res = sweep(run, lrs, hrs, scale, args.tile, grid)
+    res = sweep(run, lrs, hrs, scale, args.tile, args.overlap, grid)
     auto_max = choose_auto(res)
     auto = float(np.floor(auto_max))  # engine.routing.AUTO_THRESHOLD: rounded down, a margin below the edge
     base = np.array(res[0.0][0])
@@ -222,17 +231,15 @@ def main(argv=None) -> int:
     # 3. Tile-size dependence at that threshold.
     dep = []
     for tile in [args.tile] + list(args.other_tiles):
-        r = sweep(run, lrs, hrs, scale, tile, [0.0, auto])
+        r = sweep(run, lrs, hrs, scale, tile, args.overlap, [0.0, auto])
         d = np.array(r[0.0][0]) - np.array(r[auto][0])
         dep.append({"tile": tile, "mean_drop": float(d.mean()), "max_drop": float(d.max()),
                     "routed": r[auto][1], "tiles": r[auto][2], "psnr_off": float(np.mean(r[0.0][0]))})
-        print(f"  tile {tile:4d}: T={auto}: drop {d.mean():+.4f} / {d.max():+.4f} dB, {r[auto][1]}/{r[auto][2]} "
-              f"tiles routed (PSNR_Y off {np.mean(r[0.0][0]):.3f})")
-    print("JSON " + json.dumps({"benchmark": "route_calibrate", "tile": args.tile, "model": str(args.model),
-                                "tiles_lr": len(rec_lr), "tiles_hr": len(rec_hr), "scores": corr,
-                                "rho_regressor": rho_reg, "net_tile_ms": t_net * 1e3,
-                                "bicubic_tile_ms": bic_cost * 1e3, "sweep": rows, "auto_max": auto_max, "auto": auto,
-                                "tile_dependence": dep}))
+        print(f"  tile {tile:4d} overlap {args.overlap}: T={auto}: drop {d.mean():+.4f} / {d.max():+.4f} dB, "
+              f"{r[auto][1]}/{r[auto][2]} tiles routed (PSNR_Y off {np.mean(r[0.0][0]):.3f})")
+    print("JSON " + json.dumps({"benchmark": "route_calibrate", "tile": args.tile, "overlap": args.overlap,
+                                "model": str(args.model), **study, "sweep": rows, "auto_max": auto_max,
+                                "auto": auto, "tile_dependence": dep}))
     return 0
 
 
