@@ -67,10 +67,10 @@ def _route(v: str) -> float | None:
 
 def _add_route_arg(p) -> None:
     p.add_argument("--route", type=_route, default=None, metavar="off|auto|T",
-                   help="adaptive tile routing: tiles whose difficulty score (mean luma gradient, 0..255 levels) is "
-                        "below T exit early through bicubic, the others run the network; auto = %g, measured to cost "
-                        "<= 0.02 dB PSNR_Y on Set5 x2 (engine/routing.py); without --tile, tiles of %d "
-                        "(default: off)" % (AUTO_THRESHOLD, DEFAULT_ROUTE_TILE))
+                   help="adaptive tile routing: tiles whose difficulty score (RMS of the luma Laplacian, 0..255 "
+                        "levels) is below T exit early through bicubic, the others run the network; auto = %g, "
+                        "measured to cost <= 0.02 dB PSNR_Y on Set5 x2 (engine/routing.py); without --tile, tiles "
+                        "of %d (default: off)" % (AUTO_THRESHOLD, DEFAULT_ROUTE_TILE))
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "backends)")
     o = up.add_argument_group("output")
     o.add_argument("--save-masks", action="store_true",
-                   help="also write <name>_masks.png showing the SMSR spatial masks over the image")
+                   help="also write <name>_masks.png showing the SMSR spatial masks over the image (and, with "
+                        "--route, the tiles that exited early)")
     o.add_argument("--suffix", default="", help="added to output file names (default: none)")
     o.add_argument("--format", choices=("same", "png", "jpg", "webp", "bmp", "tif"), default="same",
                    help="output format (default: same as the input where possible, else png)")
