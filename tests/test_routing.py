@@ -245,10 +245,12 @@ def test_cli_route(capsys, model, tmp_path):
     assert "tiles exited early" in stdout and "of %d tiles" % n_tiles in stdout, stdout
     masks_png = tmp_path / "auto_masks.png"
     assert masks_png.exists()
-    # The extra panel is there: 5 blocks + all blocks + routed = 7 panels in 3 columns -> 3 rows.
-    w, h = Image.open(masks_png).size
+    # The extra panel is there: one more row of panels than the same picture without routing (7 panels, 3 columns).
+    from engine.masks_viz import render_masks
+    lr_rgb = np.asarray(Image.open(src).convert("RGB"), np.float32)
+    plain = render_masks(lr_rgb, np.zeros((5, 130, 150), np.float32))
     zoom, gap = -(-256 // 150), 2
-    assert h == 3 * (130 * zoom + gap) - gap, (w, h)
+    assert Image.open(masks_png).size == (plain.size[0], plain.size[1] + 130 * zoom + gap)
     assert main(["bench", "--model", str(model), "--size", "96x96", "--iters", "1", "--warmup", "0",
                  "--route", "auto"]) == 0
     assert "tiles exited early per call" in capsys.readouterr().out
