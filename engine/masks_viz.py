@@ -3,6 +3,8 @@
 One PNG per image: a grid of panels at LR resolution, one per sparse block, numbered 0-4 like `smsr summary`
 (the image darkened and desaturated, masked pixels tinted orange, the block's mask density in the corner), a last
 panel with a heat map of how many blocks process each pixel, and a legend strip below saying what the colours mean.
+With --route, one more panel shows the tiles that exited early through bicubic (tinted cyan; fractions where
+a routed tile cross-fades into a computed one).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 _TINT = np.array([255, 140, 0], np.float32)
+_ROUTED_TINT = np.array([0, 200, 255], np.float32)
 # Heat map anchors (black -> purple -> orange -> yellow), for 0..1 = fraction of blocks active.
 _HEAT = np.array([[0, 0, 0], [90, 20, 140], [230, 90, 30], [255, 230, 80]], np.float32)
 
@@ -28,30 +31,41 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def panel_labels(masks: np.ndarray) -> list[str]:
-    """Panel titles: blocks numbered from 0, as `smsr summary` numbers them, then the heat-map panel."""
+def panel_labels(masks: np.ndarray | None) -> list[str]:
+    """Panel titles: blocks numbered from 0, as `smsr summary` numbers them, then the heat-map panel (none when no
+    network tile ran)."""
+    if masks is None:
+        return []
     labels = ["block %d: %.0f%%" % (b, 100 * float(masks[b].mean())) for b in range(masks.shape[0])]
     return labels + ["blocks per pixel (mean %.0f%%)" % (100 * float(masks.mean()))]
 
 
-def render_masks(lr_rgb: np.ndarray, masks: np.ndarray, columns: int = 3) -> Image.Image:
-    """lr_rgb: H×W×3 float (0..255); masks: K×H×W in [0, 1]. Returns an RGB PIL image."""
+def render_masks(lr_rgb: np.ndarray, masks: np.ndarray | None, columns: int = 3,
+                 routed: np.ndarray | None = None) -> Image.Image:
+    """lr_rgb: H×W×3 float (0..255); masks: K×H×W in [0, 1] (None: no network tile ran); routed: H×W in [0, 1]
+    or None. Returns an RGB PIL image."""
     # Small images get their panels enlarged (nearest) so the masks stay readable.
     zoom = max(1, -(-256 // lr_rgb.shape[1]))
     if zoom > 1:
         lr_rgb = lr_rgb.repeat(zoom, 0).repeat(zoom, 1)
-        masks = masks.repeat(zoom, 1).repeat(zoom, 2)
+        masks = masks.repeat(zoom, 1).repeat(zoom, 2) if masks is not None else None
+        routed = routed.repeat(zoom, 0).repeat(zoom, 1) if routed is not None else None
     h, w = lr_rgb.shape[:2]
-    k = masks.shape[0]
+    k = masks.shape[0] if masks is not None else 0
     gray = (lr_rgb @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     base = np.clip(gray, 0, 255) * 0.45
     panels = []
     for b in range(k):
         m = np.clip(masks[b], 0, 1)[..., None]
         panels.append(base * (1 - m * 0.3) + _TINT * m * 0.55)
-    mean = masks.mean(axis=0)
-    panels.append(base * 0.4 + _heat(mean) * 0.8)
     labels = panel_labels(masks)
+    if masks is not None:
+        mean = masks.mean(axis=0)
+        panels.append(base * 0.4 + _heat(mean) * 0.8)
+    if routed is not None:
+        r = np.clip(routed, 0, 1)[..., None]
+        panels.append(base * (1 - r * 0.2) + _ROUTED_TINT * r * 0.35)
+        labels.append("exited early (bicubic): %.0f%% of pixels" % (100 * float(routed.mean())))
     rows = -(-len(panels) // columns)
     gap = 2
     font = _font(max(12, min(24, w // 14)))

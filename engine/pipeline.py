@@ -13,7 +13,8 @@ import numpy as np
 
 from .backends.base import Backend
 from .errors import BackendOutOfMemory, OutOfMemoryError, UnsupportedImageError, UsageError
-from .tiling import run_tiled
+from .routing import DEFAULT_ROUTE_TILE
+from .tiling import run_tiled, run_tiled_routed
 
 DEFAULT_OVERLAP = 16
 MIN_TILE = 32
@@ -26,6 +27,8 @@ class UpscaleResult:
     masks: np.ndarray | None  # K×H×W float32 in [0, 1] or None
     tile: int | None  # tile size used (None = whole image)
     tiles: int  # number of tiles run (1 for whole image)
+    routed: int = 0  # tiles that exited early through bicubic (--route)
+    routed_map: np.ndarray | None = None  # H×W in [0, 1] where tiles were routed (None: routing off)
 
 
 def pad_to_limits(x: np.ndarray, min_hw: tuple[int, int], multiple: int) -> tuple[np.ndarray, int, int]:
@@ -44,8 +47,9 @@ def pad_to_limits(x: np.ndarray, min_hw: tuple[int, int], multiple: int) -> tupl
 class Upscaler:
     def __init__(self, backend: Backend, tile: int | None = None, overlap: int = DEFAULT_OVERLAP, batch: int = 1,
                  mem_budget_bytes: int | None = None, min_tile: int = MIN_TILE,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, router=None, route_tile: int = DEFAULT_ROUTE_TILE):
         self.backend = backend
+        self.router = router  # engine.routing.Router or None (off: the pipeline is exactly as without routing)
         self.log = log or (lambda s: None)
         self.overlap = overlap
         self.batch = max(1, batch)
@@ -58,6 +62,8 @@ class Upscaler:
         if mx is not None:
             self.min_tile = min(self.min_tile, mx)
         self.tile = None if tile is None else self._check_tile(tile)
+        if router is not None and self.tile is None:  # routing decides per tile: it needs tiles
+            self.tile = self._check_tile(route_tile)
 
     def _fit_overlap_to_max_tile(self) -> None:
         """A backend with a small maximum input (a fixed-size ONNX graph, a small TensorRT profile) may leave no
@@ -150,6 +156,10 @@ class Upscaler:
     def _attempt(self, x, tile, want_masks, on_tiles) -> UpscaleResult:
         _, h, w = x.shape
         run = lambda batch: self._run_padded(batch, want_masks)  # noqa: E731
+        if self.router is not None:
+            r = run_tiled_routed(run, x, self.backend.scale, tile if tile is not None else max(h, w), self.overlap,
+                                 self.backend.align, self.batch, self.router, on_tiles)
+            return UpscaleResult(r.sr, r.masks, tile, r.tiles, r.routed, r.routed_map)
         if tile is None or (h <= tile and w <= tile):
             sr, masks = run(x[None])
             if on_tiles:

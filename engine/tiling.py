@@ -154,3 +154,50 @@ def run_tiled(run: RunFn, x: np.ndarray, scale: int, tile: int, overlap: int, al
         if on_tiles_done:
             on_tiles_done(done, len(tiles))
     return acc.result()
+
+
+@dataclass
+class RoutedResult:
+    sr: np.ndarray
+    masks: np.ndarray | None  # network masks; zero on routed tiles (no sparse work there); None if none computed
+    tiles: int
+    routed: int  # tiles that took the cheap path
+    routed_map: np.ndarray  # H×W in [0, 1]: blend weight of routed tiles at each LR pixel (1 = fully cheap path)
+
+
+def run_tiled_routed(run: RunFn, x: np.ndarray, scale: int, tile: int, overlap: int, align: int, batch: int,
+                     router, on_tiles_done: Callable[[int, int], None] | None = None) -> RoutedResult:
+    """run_tiled with adaptive routing (engine/routing.py): every tile is scored on its own; tiles the router
+    accepts are upscaled by `router.cheap`, the others are batched to `run` exactly as run_tiled does. Both kinds
+    are blended with the same weights, so overlaps cross-fade between a routed tile and a computed one."""
+    _, h, w = x.shape
+    tiles = plan_tiles(h, w, tile, overlap, align)
+    cheap = [t for t in tiles if router.routes(x[:, t.y0:t.y1, t.x0:t.x1])]
+    cheap_set = set(cheap)
+    hard = [t for t in tiles if t not in cheap_set]
+    acc = TileAccumulator(x.shape[0], h, w, scale, overlap)
+    mask_k = None
+    done = 0
+    for group in _batches(hard, max(1, batch)):
+        sr, masks = run(np.stack([x[:, t.y0:t.y1, t.x0:t.x1] for t in group]))
+        if masks is not None and acc.macc is None:
+            mask_k = masks.shape[1]
+            acc.macc = np.zeros((mask_k, h, w), np.float32)
+            acc.mwsum = np.zeros((h, w), np.float32)
+        for i, t in enumerate(group):
+            acc.add(t, sr[i], masks[i] if masks is not None else None)
+        done += len(group)
+        if on_tiles_done:
+            on_tiles_done(done, len(tiles))
+    routed_map = np.zeros((h, w), np.float32)
+    for t in cheap:
+        acc.add(t, router.cheap(x[:, t.y0:t.y1, t.x0:t.x1]),
+                np.zeros((mask_k, *t.shape), np.float32) if mask_k else None)
+        routed_map[t.y0:t.y1, t.x0:t.x1] += tile_weights(t, h, w, overlap, 1)
+    if cheap and on_tiles_done:
+        on_tiles_done(len(tiles), len(tiles))
+    sr, masks = acc.result()
+    wsum = np.zeros((h, w), np.float32)
+    for t in tiles:
+        wsum[t.y0:t.y1, t.x0:t.x1] += tile_weights(t, h, w, overlap, 1)
+    return RoutedResult(sr, masks, len(tiles), len(cheap), routed_map / wsum)
