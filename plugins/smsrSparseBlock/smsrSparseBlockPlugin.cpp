@@ -202,7 +202,7 @@ bool SMSRSparseBlockPlugin::supportsFormatCombination(
     if (inOut == nullptr || nbInputs != kNB_INPUTS || nbOutputs != kNB_OUTPUTS || pos < 0 || pos >= nbInputs + nbOutputs)
         return false;
     PluginTensorDesc const& d = inOut[pos].desc;
-    if (d.format != TensorFormat::kLINEAR)
+    if (d.format != nvinfer1::TensorFormat::kLINEAR)
         return false;
     if (pos == 0)
         return d.type == nvinfer1::DataType::kFLOAT || d.type == nvinfer1::DataType::kHALF;
@@ -291,7 +291,7 @@ std::string SMSRSparseBlockPlugin::checkRuntime(
     {
         types[i] = in[i].type;
         dims[i] = in[i].dims;
-        if (in[i].format != TensorFormat::kLINEAR)
+        if (in[i].format != nvinfer1::TensorFormat::kLINEAR)
             return std::string(inputName(i)) + " is not in linear format";
     }
     std::string err = checkInputTypes(types, nbInputs);
@@ -299,7 +299,7 @@ std::string SMSRSparseBlockPlugin::checkRuntime(
         err = checkInputDims(dims, nbInputs, mCfg);
     if (!err.empty())
         return err;
-    if (out[0].type != types[kIN_X] || out[0].format != TensorFormat::kLINEAR)
+    if (out[0].type != types[kIN_X] || out[0].format != nvinfer1::TensorFormat::kLINEAR)
         return "output y must be linear " + std::string(typeName(types[kIN_X]));
     for (int32_t i = 0; i < 4; ++i)
         if (out[0].dims.nbDims != 4 || out[0].dims.d[i] != dims[kIN_X].d[i])

@@ -1,0 +1,179 @@
+/*
+ * One conv layer of the block (and, for the last layer, the fused 1x1 collect) as an implicit GEMM over list tiles.
+ * Blocks [0, ceil(A/128)) take 128 active pixels each (all outputs, from all inputs: sparse input channels only at
+ * active neighbours); the next ones 128 inactive pixels each (dense outputs from dense inputs only; nothing when the
+ * layer has no dense outputs and is not the last). The rest exit at once.
+ * Main loop: double-buffered shared-memory stages; the copies of chunk i+1 are issued before the MMA of chunk i
+ * (cp.async on sm_80+, register-staged loads otherwise), one __syncthreads per chunk.
+ */
+#pragma once
+
+#include "epilogue.cuh"
+#include "warpMma.cuh"
+
+namespace smsr
+{
+namespace kern
+{
+
+//! K segments of a conv layer: the 9 taps of its input.
+template <typename T>
+struct ConvSegments
+{
+    LayerParams<T> const& P;
+    int range;
+    static constexpr int kCount = 9;
+    __device__ __forceinline__ Segment<T> get(int t) const
+    {
+        return Segment<T>{P.in, P.tapDelta[t], t, range, P.w, t * P.cin, P.cout};
+    }
+};
+
+//! K segments of the collect: f_0..f_3 at the pixel itself (all channels at active pixels, dense ones elsewhere).
+template <typename T>
+struct CollectSegments
+{
+    LayerParams<T> const& P;
+    bool active;
+    static constexpr int kCount = kSparseBlockLayers;
+    __device__ __forceinline__ Segment<T> get(int l) const
+    {
+        FeatureRef<T> const f = P.f[l];
+        return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc, P.collectRow[l], P.channels};
+    }
+};
+
+template <typename T>
+__device__ __forceinline__ T* stageA(unsigned char* smem, int buf)
+{
+    return reinterpret_cast<T*>(smem + buf * TileLayout<T>::kBytesStage);
+}
+template <typename T>
+__device__ __forceinline__ T* stageB(unsigned char* smem, int buf)
+{
+    return reinterpret_cast<T*>(smem + buf * TileLayout<T>::kBytesStage + TileLayout<T>::kBytesA);
+}
+
+//! C tile (rows x cols of this pass) = sum over the segments' K chunks; left in shared memory as float.
+template <typename T, typename Segs>
+__device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols,
+    int rows, bool vecB)
+{
+    using L = TileLayout<T>;
+    typename MmaFor<T>::type mma;
+    mma.init();
+    int s = 0;
+    Segment<T> cur = segs.get(0);
+    while (cur.range == 0 && ++s < Segs::kCount)
+        cur = segs.get(s);
+    __syncthreads(); // the previous pass's epilogue is done with the shared memory the stages reuse
+    if (s < Segs::kCount)
+    {
+        int c0 = 0, buf = 0;
+        ld.issue(cur, c0, co0, vecB, stageA<T>(smem, 0), stageB<T>(smem, 0));
+        ld.land(vecB, stageA<T>(smem, 0), stageB<T>(smem, 0));
+        for (;;)
+        {
+            // Next chunk: the rest of this segment, else the next segment with channels.
+            Segment<T> nxt = cur;
+            int nc0 = c0 + L::kChunk, ns = s;
+            if (nc0 >= cur.range)
+            {
+                nc0 = 0;
+                while (++ns < Segs::kCount)
+                {
+                    nxt = segs.get(ns);
+                    if (nxt.range > 0)
+                        break;
+                }
+            }
+            bool const more = ns < Segs::kCount;
+            int const kSteps = cur.range - c0 > 16 ? 2 : 1;
+            copyWait(); // this thread's copies of chunk `cur` have landed ...
+#if !defined(SMSR_INJECT_BUG_MISSING_SYNC)
+            __syncthreads(); // ... and everyone's; and every warp is done with the stage `nxt` overwrites
+#endif
+            if (more)
+                ld.issue(nxt, nc0, co0, vecB, stageA<T>(smem, buf ^ 1), stageB<T>(smem, buf ^ 1));
+            mma.step(stageA<T>(smem, buf), stageB<T>(smem, buf), kSteps, rows, cols);
+            if (!more)
+                break;
+            ld.land(vecB, stageA<T>(smem, buf ^ 1), stageB<T>(smem, buf ^ 1));
+            cur = nxt;
+            c0 = nc0;
+            s = ns;
+            buf ^= 1;
+        }
+    }
+    __syncthreads(); // every warp is done reading the stages: C overwrites them
+    float* const sC = reinterpret_cast<float*>(smem);
+    if (s < Segs::kCount)
+        mma.store(sC, rows, cols);
+    else // no K at all (no dense inputs for an inactive tile): z = 0
+        for (int i = threadIdx.x; i < kRows * L::kLdC; i += kThreads)
+            sC[i] = 0.0f;
+    __syncthreads();
+}
+
+template <typename T, bool kCollect>
+__global__ void __launch_bounds__(kThreads) layerKernel(LayerParams<T> const P)
+{
+    SIMT_DYNAMIC_SHARED(unsigned char, smem);
+    __shared__ int4 sRows[kRows]; // neighbour-map entries of the tile's pixels
+    __shared__ int sInfo[3];      // active flag, list offset, row count
+
+    if (threadIdx.x == 0)
+    {
+        int const nActive = P.counts[0], nInactive = P.counts[1];
+        int const activeTiles = (nActive + kRows - 1) >> kRowsLog2;
+        int const b = blockIdx.x;
+        bool const act = b < activeTiles;
+        int const first = (act ? b : b - activeTiles) << kRowsLog2;
+        int const n = act ? nActive : nInactive;
+        sInfo[0] = act;
+        sInfo[1] = first;
+        sInfo[2] = first < n ? (n - first < kRows ? n - first : kRows) : 0;
+    }
+    __syncthreads();
+    bool const active = sInfo[0] != 0;
+    int const rows = sInfo[2];
+    bool const convWork = active || P.dOut > 0;
+    if (rows == 0 || (!convWork && !kCollect))
+        return; // uniform over the block
+    int4 const* const list = (active ? P.activeList : P.inactiveList) + sInfo[1];
+    for (int i = threadIdx.x; i < kRows; i += kThreads)
+        sRows[i] = i < rows ? list[i] : make_int4(0, 0, 0, 0);
+    __syncthreads();
+    TileLoader<T> ld;
+    ld.setRows(sRows, rows);
+    float const* const sC = reinterpret_cast<float const*>(smem);
+
+    if (convWork)
+    {
+        int const nOut = active ? P.cout : P.dOut;
+        ConvSegments<T> const segs{P, active ? P.in.stride : P.in.padDense};
+        bool const vecB = P.cout % TileLayout<T>::kV == 0 && reinterpret_cast<uintptr_t>(P.w) % 16 == 0;
+        for (int co0 = 0; co0 < nOut; co0 += kNc)
+        {
+            int const cols = nOut - co0 < kNc ? nOut - co0 : kNc;
+            runGemm(segs, ld, smem, co0, cols, rows, vecB);
+            storeConvTile(P, sC, sRows, rows, active, co0, cols);
+        }
+    }
+    if (kCollect)
+    {
+        // f_3 of this tile's pixels is in global memory: the barrier at the start of runGemm makes it visible to
+        // the block's copies (other tiles' pixels are never read by the collect).
+        CollectSegments<T> const segs{P, active};
+        bool const vecB = P.channels % TileLayout<T>::kV == 0 && reinterpret_cast<uintptr_t>(P.wc) % 16 == 0;
+        for (int co0 = 0; co0 < P.channels; co0 += kNc)
+        {
+            int const cols = P.channels - co0 < kNc ? P.channels - co0 : kNc;
+            runGemm(segs, ld, smem, co0, cols, rows, vecB);
+            storeCollectTile(P, sC, sRows, rows, co0, cols);
+        }
+    }
+}
+
+} // namespace kern
+} // namespace smsr

@@ -1,0 +1,186 @@
+/*
+ * Implicit-GEMM operand loaders: K chunks, shared-memory stages and the A/B iterators.
+ *
+ * GEMM per tile: M = 128 listed pixels, N = 64 natural output channels per pass, K = segments x padded channels.
+ * A segment is one tap of the 3x3 conv (feature f_in shifted by tapDelta[t]) or one feature f_l of the collect.
+ * A K chunk is kChunk padded channels of one segment (32 for FP16 = 2 WMMA k-steps, 16 for FP32). Every A vector is
+ * 16 bytes of 8 (FP16) padded channels at address base + (p + delta) * stride + pc: the only per-row data are p and
+ * the neighbour bits, kept in registers; the only per-chunk work is adds and compares (no division or modulo).
+ * A vector is loaded when the row exists and the tap is in bounds (dense channels) or its pixel active (sparse
+ * channels); otherwise it is zero-filled. B rows map a padded channel to its natural weight row (zero fill for pads).
+ */
+#pragma once
+
+#include "blockParams.cuh"
+
+namespace smsr
+{
+namespace kern
+{
+
+//! Shared-memory stages: [stage][A: kRows x kLdA | B: kChunk x kLdB] in T; the float C tile reuses them.
+template <typename T>
+struct Tile;
+template <>
+struct Tile<__half>
+{
+    static constexpr int kChunk = 32;               // K per chunk (2 WMMA k-steps)
+    static constexpr int kLdA = 40, kLdB = 72;      // +8 halves: conflict-free fragment loads, 32-byte aligned rows
+    static constexpr int kLdC = 68;
+};
+template <>
+struct Tile<float>
+{
+    static constexpr int kChunk = 16;               // keeps 2 stages + C within 48 KB
+    static constexpr int kLdA = 20, kLdB = 68;
+    static constexpr int kLdC = 68;
+};
+
+template <typename T>
+struct TileLayout
+{
+    using C = Tile<T>;
+    static constexpr int kChunk = C::kChunk, kLdA = C::kLdA, kLdB = C::kLdB, kLdC = C::kLdC;
+    static constexpr int kV = 16 / int(sizeof(T));               // elements per 16-byte copy
+    static constexpr int kVecs = kChunk / kPad;                  // 8-channel vectors per A row and chunk
+    static constexpr int kCopiesPerVec = kPad / kV;              // 16-byte copies per 8-channel vector
+    static constexpr int kRowThreads = kThreads / kVecs;         // rows covered by one pass of the block
+    static constexpr int kRowsPerThread = kRows / kRowThreads;
+    static constexpr int kBCopiesPerRow = kNc / kV;              // 16-byte copies per B row
+    static_assert(kChunk * kBCopiesPerRow == kThreads, "one B copy per thread and chunk");
+    static constexpr int kBytesA = kRows * kLdA * int(sizeof(T));
+    static constexpr int kBytesB = kChunk * kLdB * int(sizeof(T));
+    static constexpr int kBytesStage = kBytesA + kBytesB;
+    static constexpr int kBytesC = kRows * kLdC * 4;
+    static constexpr int kBytes = 2 * kBytesStage > kBytesC ? 2 * kBytesStage : kBytesC;
+    static_assert(kBytesA % 32 == 0 && kBytesStage % 32 == 0, "WMMA needs 256-bit aligned tiles");
+    static_assert(kBytes <= 48 * 1024, "no opt-in shared memory needed on any SM");
+};
+
+//! One K segment: a feature tensor read at a pixel offset, and the weight rows that multiply it.
+template <typename T>
+struct Segment
+{
+    FeatureRef<T> f;
+    int delta;    //!< pixel offset (tap delta; 0 for the collect)
+    int tap;      //!< bit index in the neighbour map (kCentreTap for the collect)
+    int range;    //!< padded channels used: f.stride (all) or f.padDense (dense inputs only)
+    T const* w;   //!< weight matrix, row-major [row][ldw]
+    int wRow0;    //!< weight row of natural channel 0
+    int ldw;      //!< weight row length = output channels
+};
+
+//! A/B loader of one thread: fixed rows and vector slots; the per-row registers are p and the neighbour bits.
+template <typename T>
+struct TileLoader
+{
+    using L = TileLayout<T>;
+    int p[L::kRowsPerThread];
+    int bits[L::kRowsPerThread]; //!< 0 for rows past the end of the list: every vector zero-filled
+#if !defined(SMSR_ASYNC_COPY)
+    uint4 stA[L::kRowsPerThread][L::kCopiesPerVec]; //!< register staging (synchronous path)
+    uint4 stB;
+#endif
+
+    __device__ __forceinline__ int slot() const { return threadIdx.x & (L::kVecs - 1); }
+    __device__ __forceinline__ int row(int i) const { return (threadIdx.x / L::kVecs) + i * L::kRowThreads; }
+    __device__ __forceinline__ int bRow() const { return threadIdx.x / L::kBCopiesPerRow; }
+    __device__ __forceinline__ int bCol() const { return (threadIdx.x & (L::kBCopiesPerRow - 1)) * L::kV; }
+
+    __device__ __forceinline__ void setRows(int4 const* sRows, int rows)
+    {
+        SMSR_UNROLL
+        for (int i = 0; i < L::kRowsPerThread; ++i)
+        {
+            int const r = row(i);
+            int4 const e = sRows[r];
+            p[i] = r < rows ? e.x : 0;
+            bits[i] = r < rows ? e.y : 0;
+        }
+    }
+
+    //! Natural weight row of padded channel pc of the segment, or -1 (pad or past the range).
+    __device__ __forceinline__ static int naturalRow(Segment<T> const& s, int pc)
+    {
+        if (pc >= s.range)
+            return -1;
+        if (pc < s.f.padDense)
+            return pc < s.f.dense ? pc : -1;
+        int const q = pc - s.f.padDense;
+        return q < s.f.sparse ? s.f.dense + q : -1;
+    }
+
+    //! Issues chunk (s, c0) into stage memory sA/sB: cp.async (landing at copyWait) or loads into registers
+    //! (stored by land()). Scalar B fallback (output channels not a multiple of 8) stores directly: the stage
+    //! is free when issue() runs.
+    __device__ __forceinline__ void issue(Segment<T> const& s, int c0, int co0, bool vecB, T* sA, T* sB)
+    {
+        int const pc = c0 + slot() * kPad;
+        bool const inRange = pc < s.range;
+#if defined(SMSR_INJECT_BUG_UNMASKED_SPARSE)
+        int const bit = s.tap; // test-only: sparse channels read at inactive neighbours (never written there)
+#else
+        int const bit = pc >= s.f.padDense ? s.tap + kActiveBit : s.tap;
+#endif
+        SMSR_UNROLL
+        for (int i = 0; i < L::kRowsPerThread; ++i)
+        {
+            bool const pred = inRange && ((bits[i] >> bit) & 1);
+            T const* src = pred ? s.f.base + (ptrdiff_t(p[i] + s.delta) * s.f.stride + pc) : s.f.base;
+            SMSR_UNROLL
+            for (int c = 0; c < L::kCopiesPerVec; ++c)
+            {
+#if defined(SMSR_ASYNC_COPY)
+                copy16Async(sA + row(i) * L::kLdA + slot() * kPad + c * L::kV, src + c * L::kV, pred);
+#else
+                stA[i][c] = load16(src + c * L::kV, pred);
+#endif
+            }
+        }
+        int const k = bRow();
+        int const nat = naturalRow(s, c0 + k);
+        int const col = co0 + bCol();
+        T* dstB = sB + k * L::kLdB + bCol();
+        if (vecB)
+        {
+            bool const pred = nat >= 0 && col < s.ldw;
+            T const* src = pred ? s.w + (ptrdiff_t(s.wRow0 + nat) * s.ldw + col) : s.w;
+#if defined(SMSR_ASYNC_COPY)
+            copy16Async(dstB, src, pred);
+#else
+            stB = load16(src, pred);
+#endif
+        }
+        else
+        {
+            SMSR_UNROLL
+            for (int e = 0; e < L::kV; ++e)
+            {
+                bool const pred = nat >= 0 && col + e < s.ldw;
+                dstB[e] = pred ? s.w[ptrdiff_t(s.wRow0 + nat) * s.ldw + col + e] : fromFloat<T>(0.0f);
+            }
+        }
+        copyCommit();
+    }
+
+    //! Synchronous path: registers -> stage (after the MMA of the previous chunk, so the loads overlapped it).
+    __device__ __forceinline__ void land(bool vecB, T* sA, T* sB)
+    {
+#if !defined(SMSR_ASYNC_COPY)
+        SMSR_UNROLL
+        for (int i = 0; i < L::kRowsPerThread; ++i)
+            SMSR_UNROLL
+            for (int c = 0; c < L::kCopiesPerVec; ++c)
+                *reinterpret_cast<uint4*>(sA + row(i) * L::kLdA + slot() * kPad + c * L::kV) = stA[i][c];
+        if (vecB)
+            *reinterpret_cast<uint4*>(sB + bRow() * L::kLdB + bCol()) = stB;
+#else
+        (void) vecB;
+        (void) sA;
+        (void) sB;
+#endif
+    }
+};
+
+} // namespace kern
+} // namespace smsr

@@ -1,0 +1,127 @@
+/*
+ * Warp-level MMA of one K chunk held in shared memory.
+ * FP16: WMMA m16n16k16, FP32 accumulate; 8 warps as 4 (rows) x 2 (columns), each warp a 32 x 32 tile:
+ *       2 A + 2 B fragment loads per 4 MMAs per k-step. Warps whose rows are past the tile's end or whose columns
+ *       are past the pass's output channels skip their work (warp-uniform tests).
+ * FP32: SIMT FMA; thread t owns row t % 128 and 32 output channels from 32 * (t / 128).
+ */
+#pragma once
+
+#include "tileLoader.cuh"
+
+namespace smsr
+{
+namespace kern
+{
+
+struct MmaHalf
+{
+    using L = TileLayout<__half>;
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc[2][2];
+
+    __device__ __forceinline__ int rowBase() const { return (threadIdx.x >> 6) * 32; }     // warp >> 1
+    __device__ __forceinline__ int colBase() const { return ((threadIdx.x >> 5) & 1) * 32; } // warp & 1
+
+    __device__ __forceinline__ void init()
+    {
+        SMSR_UNROLL
+        for (int i = 0; i < 2; ++i)
+            SMSR_UNROLL
+            for (int j = 0; j < 2; ++j)
+                nvcuda::wmma::fill_fragment(acc[i][j], 0.0f);
+    }
+
+    //! kSteps = 1 or 2 (16 or 32 padded channels); rows/cols = valid extent of the tile (warp-uniform skips).
+    __device__ __forceinline__ void step(__half const* sA, __half const* sB, int kSteps, int rows, int cols)
+    {
+        int const r0 = rowBase(), c0 = colBase();
+        if (r0 >= rows || c0 >= cols)
+            return;
+        bool const col1 = c0 + 16 < cols;
+        for (int ks = 0; ks < kSteps; ++ks)
+        {
+            nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> a[2];
+            nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::row_major> b[2];
+            SMSR_UNROLL
+            for (int i = 0; i < 2; ++i)
+                nvcuda::wmma::load_matrix_sync(a[i], sA + (r0 + 16 * i) * L::kLdA + ks * 16, L::kLdA);
+            nvcuda::wmma::load_matrix_sync(b[0], sB + ks * 16 * L::kLdB + c0, L::kLdB);
+            if (col1)
+                nvcuda::wmma::load_matrix_sync(b[1], sB + ks * 16 * L::kLdB + c0 + 16, L::kLdB);
+            SMSR_UNROLL
+            for (int i = 0; i < 2; ++i)
+            {
+                nvcuda::wmma::mma_sync(acc[i][0], a[i], b[0], acc[i][0]);
+                if (col1)
+                    nvcuda::wmma::mma_sync(acc[i][1], a[i], b[1], acc[i][1]);
+            }
+        }
+    }
+
+    __device__ __forceinline__ void store(float* sC, int rows, int cols)
+    {
+        int const r0 = rowBase(), c0 = colBase();
+        if (r0 >= rows || c0 >= cols)
+            return;
+        SMSR_UNROLL
+        for (int i = 0; i < 2; ++i)
+            SMSR_UNROLL
+            for (int j = 0; j < 2; ++j)
+                if (j == 0 || c0 + 16 < cols)
+                    nvcuda::wmma::store_matrix_sync(sC + (r0 + 16 * i) * L::kLdC + c0 + 16 * j, acc[i][j], L::kLdC,
+                        nvcuda::wmma::mem_row_major);
+    }
+};
+
+struct MmaFloat
+{
+    using L = TileLayout<float>;
+    float acc[32];
+
+    __device__ __forceinline__ void init()
+    {
+        SMSR_UNROLL
+        for (int j = 0; j < 32; ++j)
+            acc[j] = 0.0f;
+    }
+    __device__ __forceinline__ void step(float const* sA, float const* sB, int /*kSteps*/, int rows, int cols)
+    {
+        int const r = threadIdx.x & (kRows - 1), c0 = 32 * (threadIdx.x >> kRowsLog2);
+        if (r >= rows || c0 >= cols)
+            return;
+        SMSR_UNROLL
+        for (int k = 0; k < L::kChunk; ++k) // zero-filled past the chunk's channels
+        {
+            float const a = sA[r * L::kLdA + k];
+            float const* b = sB + k * L::kLdB + c0;
+            SMSR_UNROLL
+            for (int j = 0; j < 32; ++j)
+                acc[j] = fmaf(a, b[j], acc[j]);
+        }
+    }
+    __device__ __forceinline__ void store(float* sC, int rows, int cols)
+    {
+        int const r = threadIdx.x & (kRows - 1), c0 = 32 * (threadIdx.x >> kRowsLog2);
+        if (r >= rows || c0 >= cols)
+            return;
+        SMSR_UNROLL
+        for (int j = 0; j < 32; ++j)
+            sC[r * L::kLdC + c0 + j] = acc[j];
+    }
+};
+
+template <typename T>
+struct MmaFor;
+template <>
+struct MmaFor<__half>
+{
+    using type = MmaHalf;
+};
+template <>
+struct MmaFor<float>
+{
+    using type = MmaFloat;
+};
+
+} // namespace kern
+} // namespace smsr
