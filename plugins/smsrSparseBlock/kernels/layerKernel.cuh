@@ -21,11 +21,12 @@ template <typename T>
 struct ConvSegments
 {
     LayerParams<T> const& P;
-    int range;
+    int range_;
     static constexpr int kCount = 9;
+    __device__ __forceinline__ int range(int) const { return range_; }
     __device__ __forceinline__ Segment<T> get(int t) const
     {
-        return Segment<T>{P.in, P.tapDelta[t], t, range, P.w, t * P.cin, P.cout};
+        return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * P.cin, P.cout};
     }
 };
 
@@ -36,6 +37,7 @@ struct CollectSegments
     LayerParams<T> const& P;
     bool active;
     static constexpr int kCount = kSparseBlockLayers;
+    __device__ __forceinline__ int range(int l) const { return active ? P.f[l].stride : P.f[l].padDense; }
     __device__ __forceinline__ Segment<T> get(int l) const
     {
         FeatureRef<T> const f = P.f[l];
@@ -55,59 +57,58 @@ __device__ __forceinline__ T* stageB(unsigned char* smem, int buf)
 }
 
 //! C tile (rows x cols of this pass) = sum over the segments' K chunks; left in shared memory as float.
-template <typename T, typename Segs>
+//! The loader runs one chunk ahead of the MMA (issue cursor s, c0); kCur is the k-steps of the chunk being multiplied.
+template <typename T, bool vecB, typename Segs>
 __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols,
-    int rows, bool vecB)
+    int rows)
 {
     using L = TileLayout<T>;
     typename MmaFor<T>::type mma;
     mma.init();
     int s = 0;
-    Segment<T> cur = segs.get(0);
-    while (cur.range == 0 && ++s < Segs::kCount)
-        cur = segs.get(s);
+    while (s < Segs::kCount && segs.range(s) == 0)
+        ++s;
+    bool const any = s < Segs::kCount;
     __syncthreads(); // the previous pass's epilogue is done with the shared memory the stages reuse
-    if (s < Segs::kCount)
+    if (any)
     {
+        ld.begin(segs.get(s), co0);
         int c0 = 0, buf = 0;
-        ld.issue(cur, c0, co0, vecB, stageA<T>(smem, 0), stageB<T>(smem, 0));
+        bool kCur = ld.range > 16;
+        ld.issue(c0, vecB, stageA<T>(smem, 0), stageB<T>(smem, 0));
         ld.land(vecB, stageA<T>(smem, 0), stageB<T>(smem, 0));
         for (;;)
         {
-            // Next chunk: the rest of this segment, else the next segment with channels.
-            Segment<T> nxt = cur;
-            int nc0 = c0 + L::kChunk, ns = s;
-            if (nc0 >= cur.range)
+            // Advance the issue cursor: the rest of this segment, else the next segment with channels.
+            c0 += L::kChunk;
+            if (c0 >= ld.range)
             {
-                nc0 = 0;
-                while (++ns < Segs::kCount)
+                c0 = 0;
+                while (++s < Segs::kCount && segs.range(s) == 0)
                 {
-                    nxt = segs.get(ns);
-                    if (nxt.range > 0)
-                        break;
                 }
+                if (s < Segs::kCount)
+                    ld.begin(segs.get(s), co0);
             }
-            bool const more = ns < Segs::kCount;
-            int const kSteps = cur.range - c0 > 16 ? 2 : 1;
-            copyWait(); // this thread's copies of chunk `cur` have landed ...
+            bool const more = s < Segs::kCount;
+            bool const kNext = ld.range - c0 > 16;
+            copyWait(); // this thread's copies of the chunk about to be multiplied have landed ...
 #if !defined(SMSR_INJECT_BUG_MISSING_SYNC)
-            __syncthreads(); // ... and everyone's; and every warp is done with the stage `nxt` overwrites
+            __syncthreads(); // ... and everyone's; and every warp is done with the stage the next issue overwrites
 #endif
             if (more)
-                ld.issue(nxt, nc0, co0, vecB, stageA<T>(smem, buf ^ 1), stageB<T>(smem, buf ^ 1));
-            mma.step(stageA<T>(smem, buf), stageB<T>(smem, buf), kSteps, rows, cols);
+                ld.issue(c0, vecB, stageA<T>(smem, buf ^ 1), stageB<T>(smem, buf ^ 1));
+            mma.step(stageA<T>(smem, buf), stageB<T>(smem, buf), kCur, rows, cols);
             if (!more)
                 break;
             ld.land(vecB, stageA<T>(smem, buf ^ 1), stageB<T>(smem, buf ^ 1));
-            cur = nxt;
-            c0 = nc0;
-            s = ns;
             buf ^= 1;
+            kCur = kNext;
         }
     }
     __syncthreads(); // every warp is done reading the stages: C overwrites them
     float* const sC = reinterpret_cast<float*>(smem);
-    if (s < Segs::kCount)
+    if (any)
         mma.store(sC, rows, cols);
     else // no K at all (no dense inputs for an inactive tile): z = 0
         for (int i = threadIdx.x; i < kRows * L::kLdC; i += kThreads)
@@ -156,7 +157,10 @@ __global__ void __launch_bounds__(kThreads) layerKernel(LayerParams<T> const P)
         for (int co0 = 0; co0 < nOut; co0 += kNc)
         {
             int const cols = nOut - co0 < kNc ? nOut - co0 : kNc;
-            runGemm(segs, ld, smem, co0, cols, rows, vecB);
+            if (vecB)
+                runGemm<T, true>(segs, ld, smem, co0, cols, rows);
+            else
+                runGemm<T, false>(segs, ld, smem, co0, cols, rows);
             storeConvTile(P, sC, sRows, rows, active, co0, cols);
         }
     }
@@ -169,7 +173,10 @@ __global__ void __launch_bounds__(kThreads) layerKernel(LayerParams<T> const P)
         for (int co0 = 0; co0 < P.channels; co0 += kNc)
         {
             int const cols = P.channels - co0 < kNc ? P.channels - co0 : kNc;
-            runGemm(segs, ld, smem, co0, cols, rows, vecB);
+            if (vecB)
+                runGemm<T, true>(segs, ld, smem, co0, cols, rows);
+            else
+                runGemm<T, false>(segs, ld, smem, co0, cols, rows);
             storeCollectTile(P, sC, sRows, rows, co0, cols);
         }
     }

@@ -70,22 +70,29 @@ struct Segment
     int ldw;      //!< weight row length = output channels
 };
 
-//! A/B loader of one thread: fixed rows and vector slots; the per-row registers are p and the neighbour bits.
+//! A/B loader of one thread: fixed rows and vector slots. Per tile: p and the neighbour bits of its rows; per
+//! segment (begin): row pointers, the rows' tap predicates and the B column pointer; per chunk (issue): only the
+//! channel offset is added, so the main loop does no 64-bit address arithmetic beyond one add per copy.
 template <typename T>
 struct TileLoader
 {
     using L = TileLayout<T>;
     int p[L::kRowsPerThread];
     int bits[L::kRowsPerThread]; //!< 0 for rows past the end of the list: every vector zero-filled
+    // Segment state.
+    T const* aRow[L::kRowsPerThread]; //!< f.base + (p + delta) * stride (not dereferenced unless predicated on)
+    unsigned segOk;                   //!< bit 2i: row i's tap in bounds, bit 2i+1: its pixel active
+    T const* bCol0;                   //!< w + wRow0 * ldw + co0 + this thread's B column
+    int range, padDense, denseEnd, sparseEnd, sparseShift, ldw, bColLeft;
 #if !defined(SMSR_ASYNC_COPY)
     uint4 stA[L::kRowsPerThread][L::kCopiesPerVec]; //!< register staging (synchronous path)
     uint4 stB;
 #endif
 
-    __device__ __forceinline__ int slot() const { return threadIdx.x & (L::kVecs - 1); }
-    __device__ __forceinline__ int row(int i) const { return (threadIdx.x / L::kVecs) + i * L::kRowThreads; }
-    __device__ __forceinline__ int bRow() const { return threadIdx.x / L::kBCopiesPerRow; }
-    __device__ __forceinline__ int bCol() const { return (threadIdx.x & (L::kBCopiesPerRow - 1)) * L::kV; }
+    __device__ __forceinline__ static int slot() { return threadIdx.x & (L::kVecs - 1); }
+    __device__ __forceinline__ static int row(int i) { return (threadIdx.x / L::kVecs) + i * L::kRowThreads; }
+    __device__ __forceinline__ static int bRow() { return threadIdx.x / L::kBCopiesPerRow; }
+    __device__ __forceinline__ static int bCol() { return (threadIdx.x & (L::kBCopiesPerRow - 1)) * L::kV; }
 
     __device__ __forceinline__ void setRows(int4 const* sRows, int rows)
     {
@@ -99,34 +106,44 @@ struct TileLoader
         }
     }
 
-    //! Natural weight row of padded channel pc of the segment, or -1 (pad or past the range).
-    __device__ __forceinline__ static int naturalRow(Segment<T> const& s, int pc)
+    __device__ __forceinline__ void begin(Segment<T> const& s, int co0)
     {
-        if (pc >= s.range)
-            return -1;
-        if (pc < s.f.padDense)
-            return pc < s.f.dense ? pc : -1;
-        int const q = pc - s.f.padDense;
-        return q < s.f.sparse ? s.f.dense + q : -1;
-    }
-
-    //! Issues chunk (s, c0) into stage memory sA/sB: cp.async (landing at copyWait) or loads into registers
-    //! (stored by land()). Scalar B fallback (output channels not a multiple of 8) stores directly: the stage
-    //! is free when issue() runs.
-    __device__ __forceinline__ void issue(Segment<T> const& s, int c0, int co0, bool vecB, T* sA, T* sB)
-    {
-        int const pc = c0 + slot() * kPad;
-        bool const inRange = pc < s.range;
-#if defined(SMSR_INJECT_BUG_UNMASKED_SPARSE)
-        int const bit = s.tap; // test-only: sparse channels read at inactive neighbours (never written there)
-#else
-        int const bit = pc >= s.f.padDense ? s.tap + kActiveBit : s.tap;
-#endif
+        segOk = 0;
         SMSR_UNROLL
         for (int i = 0; i < L::kRowsPerThread; ++i)
         {
-            bool const pred = inRange && ((bits[i] >> bit) & 1);
-            T const* src = pred ? s.f.base + (ptrdiff_t(p[i] + s.delta) * s.f.stride + pc) : s.f.base;
+            aRow[i] = s.f.base + ptrdiff_t(p[i] + s.delta) * s.f.stride;
+            unsigned const in = unsigned(bits[i] >> s.tap) & 1u;
+#if defined(SMSR_INJECT_BUG_UNMASKED_SPARSE)
+            unsigned const act = in; // test-only: sparse channels read at inactive neighbours (never written there)
+#else
+            unsigned const act = unsigned(bits[i] >> (s.tap + kActiveBit)) & 1u;
+#endif
+            segOk |= (in | act << 1) << (2 * i);
+        }
+        bCol0 = s.w + (ptrdiff_t(s.wRow0) * s.ldw + co0 + bCol());
+        bColLeft = s.ldw - (co0 + bCol()); // valid output columns from this thread's first one
+        range = s.range;
+        padDense = s.f.padDense;
+        denseEnd = s.f.dense;
+        sparseEnd = s.f.padDense + s.f.sparse;
+        sparseShift = s.f.padDense - s.f.dense;
+        ldw = s.ldw;
+    }
+
+    //! Issues chunk c0 of the current segment into stage memory sA/sB: cp.async (landing at copyWait) or loads
+    //! into registers (stored by land()). Scalar B fallback (output channels not a multiple of the vector width)
+    //! stores directly: the stage is free when issue() runs.
+    __device__ __forceinline__ void issue(int c0, bool vecB, T* sA, T* sB)
+    {
+        int const pc = c0 + slot() * kPad;
+        bool const inRange = pc < range;
+        int const sparseSel = pc >= padDense ? 1 : 0;
+        SMSR_UNROLL
+        for (int i = 0; i < L::kRowsPerThread; ++i)
+        {
+            bool const pred = inRange && ((segOk >> (2 * i + sparseSel)) & 1u);
+            T const* src = aRow[i] + pc;
             SMSR_UNROLL
             for (int c = 0; c < L::kCopiesPerVec; ++c)
             {
@@ -137,14 +154,16 @@ struct TileLoader
 #endif
             }
         }
-        int const k = bRow();
-        int const nat = naturalRow(s, c0 + k);
-        int const col = co0 + bCol();
-        T* dstB = sB + k * L::kLdB + bCol();
+        // B row k = padded channel c0 + k -> natural row (dense: same index; sparse: minus the dense padding).
+        int const pk = c0 + bRow();
+        bool const sparseRow = pk >= padDense;
+        int const nat = sparseRow ? pk - sparseShift : pk;
+        bool const rowOk = pk < range && pk < (sparseRow ? sparseEnd : denseEnd);
+        T const* src = bCol0 + ptrdiff_t(nat) * ldw;
+        T* dstB = sB + bRow() * L::kLdB + bCol();
         if (vecB)
         {
-            bool const pred = nat >= 0 && col < s.ldw;
-            T const* src = pred ? s.w + (ptrdiff_t(s.wRow0 + nat) * s.ldw + col) : s.w;
+            bool const pred = rowOk && bColLeft > 0;
 #if defined(SMSR_ASYNC_COPY)
             copy16Async(dstB, src, pred);
 #else
@@ -155,10 +174,7 @@ struct TileLoader
         {
             SMSR_UNROLL
             for (int e = 0; e < L::kV; ++e)
-            {
-                bool const pred = nat >= 0 && col + e < s.ldw;
-                dstB[e] = pred ? s.w[ptrdiff_t(s.wRow0 + nat) * s.ldw + col + e] : fromFloat<T>(0.0f);
-            }
+                dstB[e] = rowOk && e < bColLeft ? src[e] : fromFloat<T>(0.0f);
         }
         copyCommit();
     }

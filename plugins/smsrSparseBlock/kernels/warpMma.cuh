@@ -31,31 +31,36 @@ struct MmaHalf
                 nvcuda::wmma::fill_fragment(acc[i][j], 0.0f);
     }
 
-    //! kSteps = 1 or 2 (16 or 32 padded channels); rows/cols = valid extent of the tile (warp-uniform skips).
-    __device__ __forceinline__ void step(__half const* sA, __half const* sB, int kSteps, int rows, int cols)
+    //! One 16-channel k-step at column offset k of the stage.
+    __device__ __forceinline__ void kStep(__half const* sA, __half const* sB, int k, int r0, int c0, bool col1)
+    {
+        nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> a[2];
+        nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::row_major> b[2];
+        SMSR_UNROLL
+        for (int i = 0; i < 2; ++i)
+            nvcuda::wmma::load_matrix_sync(a[i], sA + (r0 + 16 * i) * L::kLdA + k, L::kLdA);
+        nvcuda::wmma::load_matrix_sync(b[0], sB + k * L::kLdB + c0, L::kLdB);
+        if (col1)
+            nvcuda::wmma::load_matrix_sync(b[1], sB + k * L::kLdB + c0 + 16, L::kLdB);
+        SMSR_UNROLL
+        for (int i = 0; i < 2; ++i)
+        {
+            nvcuda::wmma::mma_sync(acc[i][0], a[i], b[0], acc[i][0]);
+            if (col1)
+                nvcuda::wmma::mma_sync(acc[i][1], a[i], b[1], acc[i][1]);
+        }
+    }
+
+    //! A chunk of 16 (two = false) or 32 padded channels; rows/cols = valid extent of the tile (warp-uniform skips).
+    __device__ __forceinline__ void step(__half const* sA, __half const* sB, bool two, int rows, int cols)
     {
         int const r0 = rowBase(), c0 = colBase();
         if (r0 >= rows || c0 >= cols)
             return;
         bool const col1 = c0 + 16 < cols;
-        for (int ks = 0; ks < kSteps; ++ks)
-        {
-            nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> a[2];
-            nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::row_major> b[2];
-            SMSR_UNROLL
-            for (int i = 0; i < 2; ++i)
-                nvcuda::wmma::load_matrix_sync(a[i], sA + (r0 + 16 * i) * L::kLdA + ks * 16, L::kLdA);
-            nvcuda::wmma::load_matrix_sync(b[0], sB + ks * 16 * L::kLdB + c0, L::kLdB);
-            if (col1)
-                nvcuda::wmma::load_matrix_sync(b[1], sB + ks * 16 * L::kLdB + c0 + 16, L::kLdB);
-            SMSR_UNROLL
-            for (int i = 0; i < 2; ++i)
-            {
-                nvcuda::wmma::mma_sync(acc[i][0], a[i], b[0], acc[i][0]);
-                if (col1)
-                    nvcuda::wmma::mma_sync(acc[i][1], a[i], b[1], acc[i][1]);
-            }
-        }
+        kStep(sA, sB, 0, r0, c0, col1);
+        if (two)
+            kStep(sA, sB, 16, r0, c0, col1);
     }
 
     __device__ __forceinline__ void store(float* sC, int rows, int cols)
@@ -84,7 +89,7 @@ struct MmaFloat
         for (int j = 0; j < 32; ++j)
             acc[j] = 0.0f;
     }
-    __device__ __forceinline__ void step(float const* sA, float const* sB, int /*kSteps*/, int rows, int cols)
+    __device__ __forceinline__ void step(float const* sA, float const* sB, bool /*two*/, int rows, int cols)
     {
         int const r = threadIdx.x & (kRows - 1), c0 = 32 * (threadIdx.x >> kRowsLog2);
         if (r >= rows || c0 >= cols)
