@@ -56,8 +56,52 @@ __device__ __forceinline__ T* stageB(unsigned char* smem, int buf)
     return reinterpret_cast<T*>(smem + buf * TileLayout<T>::kBytesStage + TileLayout<T>::kBytesA);
 }
 
+//! Main loop of one pass: the loader runs one chunk ahead of the MMA (issue cursor s, c0). Unrolled by the two
+//! stages, so every shared-memory address is loop-invariant (hoisted out of the loop by the compiler).
+template <typename T, bool vecB, typename Segs>
+struct GemmLoop
+{
+    using L = TileLayout<T>;
+    Segs const& segs;
+    TileLoader<T>& ld;
+    typename MmaFor<T>::type& mma;
+    unsigned char* smem;
+    int co0, cols, rows;
+    int s, c0;
+    bool kCur; //!< the chunk being multiplied has 32 (FP16: two k-steps) rather than 16 channels
+
+    //! Multiplies the chunk in stage kBuf while the next one is issued into the other stage; false after the last.
+    template <int kBuf>
+    __device__ __forceinline__ bool step()
+    {
+        // Advance the issue cursor: the rest of this segment, else the next segment with channels.
+        c0 += L::kChunk;
+        if (c0 >= ld.range)
+        {
+            c0 = 0;
+            while (++s < Segs::kCount && segs.range(s) == 0)
+            {
+            }
+            if (s < Segs::kCount)
+                ld.begin(segs.get(s), co0);
+        }
+        bool const more = s < Segs::kCount;
+        bool const kNext = ld.range - c0 > 16;
+        copyWait(); // this thread's copies of the chunk about to be multiplied have landed ...
+#if !defined(SMSR_INJECT_BUG_MISSING_SYNC)
+        __syncthreads(); // ... and everyone's; and every warp is done with the stage the next issue overwrites
+#endif
+        if (more)
+            ld.template issue<vecB>(c0, stageA<T>(smem, kBuf ^ 1), stageB<T>(smem, kBuf ^ 1));
+        mma.step(stageA<T>(smem, kBuf), stageB<T>(smem, kBuf), kCur, rows, cols);
+        if (more)
+            ld.template land<vecB>(stageA<T>(smem, kBuf ^ 1), stageB<T>(smem, kBuf ^ 1));
+        kCur = kNext;
+        return more;
+    }
+};
+
 //! C tile (rows x cols of this pass) = sum over the segments' K chunks; left in shared memory as float.
-//! The loader runs one chunk ahead of the MMA (issue cursor s, c0); kCur is the k-steps of the chunk being multiplied.
 template <typename T, bool vecB, typename Segs>
 __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols,
     int rows)
@@ -73,37 +117,11 @@ __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, uns
     if (any)
     {
         ld.begin(segs.get(s), co0);
-        int c0 = 0, buf = 0;
-        bool kCur = ld.range > 16;
-        ld.issue(c0, vecB, stageA<T>(smem, 0), stageB<T>(smem, 0));
-        ld.land(vecB, stageA<T>(smem, 0), stageB<T>(smem, 0));
-        for (;;)
+        ld.template issue<vecB>(0, stageA<T>(smem, 0), stageB<T>(smem, 0));
+        ld.template land<vecB>(stageA<T>(smem, 0), stageB<T>(smem, 0));
+        GemmLoop<T, vecB, Segs> loop{segs, ld, mma, smem, co0, cols, rows, s, 0, ld.range > 16};
+        while (loop.template step<0>() && loop.template step<1>())
         {
-            // Advance the issue cursor: the rest of this segment, else the next segment with channels.
-            c0 += L::kChunk;
-            if (c0 >= ld.range)
-            {
-                c0 = 0;
-                while (++s < Segs::kCount && segs.range(s) == 0)
-                {
-                }
-                if (s < Segs::kCount)
-                    ld.begin(segs.get(s), co0);
-            }
-            bool const more = s < Segs::kCount;
-            bool const kNext = ld.range - c0 > 16;
-            copyWait(); // this thread's copies of the chunk about to be multiplied have landed ...
-#if !defined(SMSR_INJECT_BUG_MISSING_SYNC)
-            __syncthreads(); // ... and everyone's; and every warp is done with the stage the next issue overwrites
-#endif
-            if (more)
-                ld.issue(c0, vecB, stageA<T>(smem, buf ^ 1), stageB<T>(smem, buf ^ 1));
-            mma.step(stageA<T>(smem, buf), stageB<T>(smem, buf), kCur, rows, cols);
-            if (!more)
-                break;
-            ld.land(vecB, stageA<T>(smem, buf ^ 1), stageB<T>(smem, buf ^ 1));
-            buf ^= 1;
-            kCur = kNext;
         }
     }
     __syncthreads(); // every warp is done reading the stages: C overwrites them

@@ -134,7 +134,8 @@ struct TileLoader
     //! Issues chunk c0 of the current segment into stage memory sA/sB: cp.async (landing at copyWait) or loads
     //! into registers (stored by land()). Scalar B fallback (output channels not a multiple of the vector width)
     //! stores directly: the stage is free when issue() runs.
-    __device__ __forceinline__ void issue(int c0, bool vecB, T* sA, T* sB)
+    template <bool vecB>
+    __device__ __forceinline__ void issue(int c0, T* sA, T* sB)
     {
         int const pc = c0 + slot() * kPad;
         bool const inRange = pc < range;
@@ -180,7 +181,8 @@ struct TileLoader
     }
 
     //! Synchronous path: registers -> stage (after the MMA of the previous chunk, so the loads overlapped it).
-    __device__ __forceinline__ void land(bool vecB, T* sA, T* sB)
+    template <bool vecB>
+    __device__ __forceinline__ void land(T* sA, T* sB)
     {
 #if !defined(SMSR_ASYNC_COPY)
         SMSR_UNROLL
@@ -191,7 +193,6 @@ struct TileLoader
         if (vecB)
             *reinterpret_cast<uint4*>(sB + bRow() * L::kLdB + bCol()) = stB;
 #else
-        (void) vecB;
         (void) sA;
         (void) sB;
 #endif
