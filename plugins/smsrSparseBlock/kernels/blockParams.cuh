@@ -42,7 +42,8 @@ namespace smsr
 namespace kern
 {
 
-constexpr int kThreads = 256; //!< 8 warps
+constexpr int kThreads = 128; //!< layer kernels: 4 warps, each a 64 x 32 tile (32 HMMA per warp and K chunk)
+constexpr int kPrepThreads = 256; //!< prepare kernel: pixels of one image row per block
 constexpr int kRows = 128;    //!< listed pixels per tile (GEMM M)
 constexpr int kRowsLog2 = 7;
 constexpr int kNc = 64;       //!< natural output channels per pass (GEMM N)

@@ -58,7 +58,7 @@ __device__ __forceinline__ T* stageB(unsigned char* smem, int buf)
 
 //! Main loop of one pass: the loader runs one chunk ahead of the MMA (issue cursor s, c0). Unrolled by the two
 //! stages, so every shared-memory address is loop-invariant (hoisted out of the loop by the compiler).
-template <typename T, bool vecB, typename Segs>
+template <typename T, bool vecB, bool kFull, typename Segs>
 struct GemmLoop
 {
     using L = TileLayout<T>;
@@ -93,7 +93,7 @@ struct GemmLoop
 #endif
         if (more)
             ld.template issue<vecB>(c0, stageA<T>(smem, kBuf ^ 1), stageB<T>(smem, kBuf ^ 1));
-        mma.step(stageA<T>(smem, kBuf), stageB<T>(smem, kBuf), kCur, rows, cols);
+        mma.template step<kFull>(stageA<T>(smem, kBuf), stageB<T>(smem, kBuf), kCur, rows, cols);
         if (more)
             ld.template land<vecB>(stageA<T>(smem, kBuf ^ 1), stageB<T>(smem, kBuf ^ 1));
         kCur = kNext;
@@ -102,7 +102,8 @@ struct GemmLoop
 };
 
 //! C tile (rows x cols of this pass) = sum over the segments' K chunks; left in shared memory as float.
-template <typename T, bool vecB, typename Segs>
+//! vecB: 16-byte weight rows (output channels a multiple of 8); kFull: cols == 64.
+template <typename T, bool vecB, bool kFull, typename Segs>
 __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols,
     int rows)
 {
@@ -119,7 +120,7 @@ __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, uns
         ld.begin(segs.get(s), co0);
         ld.template issue<vecB>(0, stageA<T>(smem, 0), stageB<T>(smem, 0));
         ld.template land<vecB>(stageA<T>(smem, 0), stageB<T>(smem, 0));
-        GemmLoop<T, vecB, Segs> loop{segs, ld, mma, smem, co0, cols, rows, s, 0, ld.range > 16};
+        GemmLoop<T, vecB, kFull, Segs> loop{segs, ld, mma, smem, co0, cols, rows, s, 0, ld.range > 16};
         while (loop.template step<0>() && loop.template step<1>())
         {
         }
@@ -134,8 +135,29 @@ __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, uns
     __syncthreads();
 }
 
+//! The common case (16-byte weight rows, 64 output channels) gets a main loop without column predicates.
+template <typename T, typename Segs>
+__device__ __forceinline__ void gemmPass(
+    Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols, int rows, bool vecB)
+{
+    if (vecB && cols == kNc)
+        runGemm<T, true, true>(segs, ld, smem, co0, cols, rows);
+    else if (vecB)
+        runGemm<T, true, false>(segs, ld, smem, co0, cols, rows);
+    else
+        runGemm<T, false, false>(segs, ld, smem, co0, cols, rows);
+}
+
+//! FP16: at least 3 blocks (12 warps) per SM, which fits the ~168 registers without spills; FP32 (SIMT FMA, the
+//! correctness path) keeps the compiler's choice.
+template <typename T>
+struct MinBlocks
+{
+    static constexpr int value = sizeof(T) == 2 ? 3 : 1;
+};
+
 template <typename T, bool kCollect>
-__global__ void __launch_bounds__(kThreads) layerKernel(LayerParams<T> const P)
+__global__ void __launch_bounds__(kThreads, MinBlocks<T>::value) layerKernel(LayerParams<T> const P)
 {
     SIMT_DYNAMIC_SHARED(unsigned char, smem);
     __shared__ int4 sRows[kRows]; // neighbour-map entries of the tile's pixels
@@ -175,10 +197,7 @@ __global__ void __launch_bounds__(kThreads) layerKernel(LayerParams<T> const P)
         for (int co0 = 0; co0 < nOut; co0 += kNc)
         {
             int const cols = nOut - co0 < kNc ? nOut - co0 : kNc;
-            if (vecB)
-                runGemm<T, true>(segs, ld, smem, co0, cols, rows);
-            else
-                runGemm<T, false>(segs, ld, smem, co0, cols, rows);
+            gemmPass(segs, ld, smem, co0, cols, rows, vecB);
             storeConvTile(P, sC, sRows, rows, active, co0, cols);
         }
     }
@@ -191,10 +210,7 @@ __global__ void __launch_bounds__(kThreads) layerKernel(LayerParams<T> const P)
         for (int co0 = 0; co0 < P.channels; co0 += kNc)
         {
             int const cols = P.channels - co0 < kNc ? P.channels - co0 : kNc;
-            if (vecB)
-                runGemm<T, true>(segs, ld, smem, co0, cols, rows);
-            else
-                runGemm<T, false>(segs, ld, smem, co0, cols, rows);
+            gemmPass(segs, ld, smem, co0, cols, rows, vecB);
             storeCollectTile(P, sC, sRows, rows, co0, cols);
         }
     }

@@ -27,10 +27,10 @@ struct PrepareParams
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) prepareKernel(PrepareParams<T> const P)
+__global__ void __launch_bounds__(kPrepThreads) prepareKernel(PrepareParams<T> const P)
 {
     int const yy = blockIdx.x, n = blockIdx.z;
-    int const xx = blockIdx.y * kThreads + threadIdx.x;
+    int const xx = blockIdx.y * kPrepThreads + threadIdx.x;
     int const lane = threadIdx.x & 31;
     if ((xx & ~31) >= P.w)
         return; // whole warp past the row end

@@ -113,8 +113,9 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
     pp.channels = s.channels;
     pp.packed = reinterpret_cast<T*>(ws + L.packed);
     auto prepare = &kern::prepareKernel<T>;
-    dim3 const prepGrid(unsigned(s.height), unsigned((s.width + kern::kThreads - 1) / kern::kThreads), unsigned(s.batch));
-    SIMT_LAUNCH(prepare, prepGrid, dim3(kern::kThreads), 0, stream)(pp);
+    dim3 const prepGrid(
+        unsigned(s.height), unsigned((s.width + kern::kPrepThreads - 1) / kern::kPrepThreads), unsigned(s.batch));
+    SIMT_LAUNCH(prepare, prepGrid, dim3(kern::kPrepThreads), 0, stream)(pp);
 
     kern::LayerParams<T> P{};
     P.counts = counts;

@@ -47,7 +47,9 @@ struct TileLayout
     static constexpr int kRowThreads = kThreads / kVecs;         // rows covered by one pass of the block
     static constexpr int kRowsPerThread = kRows / kRowThreads;
     static constexpr int kBCopiesPerRow = kNc / kV;              // 16-byte copies per B row
-    static_assert(kChunk * kBCopiesPerRow == kThreads, "one B copy per thread and chunk");
+    static constexpr int kBCopies = kChunk * kBCopiesPerRow / kThreads; // B copies per thread and chunk
+    static constexpr int kBRowThreads = kThreads / kBCopiesPerRow;
+    static_assert(kBCopies * kThreads == kChunk * kBCopiesPerRow, "whole B copies per thread");
     static constexpr int kBytesA = kRows * kLdA * int(sizeof(T));
     static constexpr int kBytesB = kChunk * kLdB * int(sizeof(T));
     static constexpr int kBytesStage = kBytesA + kBytesB;
@@ -86,12 +88,12 @@ struct TileLoader
     int range, padDense, denseEnd, sparseEnd, sparseShift, ldw, bColLeft;
 #if !defined(SMSR_ASYNC_COPY)
     uint4 stA[L::kRowsPerThread][L::kCopiesPerVec]; //!< register staging (synchronous path)
-    uint4 stB;
+    uint4 stB[L::kBCopies];
 #endif
 
     __device__ __forceinline__ static int slot() { return threadIdx.x & (L::kVecs - 1); }
     __device__ __forceinline__ static int row(int i) { return (threadIdx.x / L::kVecs) + i * L::kRowThreads; }
-    __device__ __forceinline__ static int bRow() { return threadIdx.x / L::kBCopiesPerRow; }
+    __device__ __forceinline__ static int bRow(int j) { return threadIdx.x / L::kBCopiesPerRow + j * L::kBRowThreads; }
     __device__ __forceinline__ static int bCol() { return (threadIdx.x & (L::kBCopiesPerRow - 1)) * L::kV; }
 
     __device__ __forceinline__ void setRows(int4 const* sRows, int rows)
@@ -156,26 +158,30 @@ struct TileLoader
             }
         }
         // B row k = padded channel c0 + k -> natural row (dense: same index; sparse: minus the dense padding).
-        int const pk = c0 + bRow();
-        bool const sparseRow = pk >= padDense;
-        int const nat = sparseRow ? pk - sparseShift : pk;
-        bool const rowOk = pk < range && pk < (sparseRow ? sparseEnd : denseEnd);
-        T const* src = bCol0 + ptrdiff_t(nat) * ldw;
-        T* dstB = sB + bRow() * L::kLdB + bCol();
-        if (vecB)
+        SMSR_UNROLL
+        for (int j = 0; j < L::kBCopies; ++j)
         {
-            bool const pred = rowOk && bColLeft > 0;
+            int const pk = c0 + bRow(j);
+            bool const sparseRow = pk >= padDense;
+            int const nat = sparseRow ? pk - sparseShift : pk;
+            bool const rowOk = pk < range && pk < (sparseRow ? sparseEnd : denseEnd);
+            T const* src = bCol0 + ptrdiff_t(nat) * ldw;
+            T* dstB = sB + bRow(j) * L::kLdB + bCol();
+            if (vecB)
+            {
+                bool const pred = rowOk && bColLeft > 0;
 #if defined(SMSR_ASYNC_COPY)
-            copy16Async(dstB, src, pred);
+                copy16Async(dstB, src, pred);
 #else
-            stB = load16(src, pred);
+                stB[j] = load16(src, pred);
 #endif
-        }
-        else
-        {
-            SMSR_UNROLL
-            for (int e = 0; e < L::kV; ++e)
-                dstB[e] = rowOk && e < bColLeft ? src[e] : fromFloat<T>(0.0f);
+            }
+            else
+            {
+                SMSR_UNROLL
+                for (int e = 0; e < L::kV; ++e)
+                    dstB[e] = rowOk && e < bColLeft ? src[e] : fromFloat<T>(0.0f);
+            }
         }
         copyCommit();
     }
@@ -191,7 +197,9 @@ struct TileLoader
             for (int c = 0; c < L::kCopiesPerVec; ++c)
                 *reinterpret_cast<uint4*>(sA + row(i) * L::kLdA + slot() * kPad + c * L::kV) = stA[i][c];
         if (vecB)
-            *reinterpret_cast<uint4*>(sB + bRow() * L::kLdB + bCol()) = stB;
+            SMSR_UNROLL
+            for (int j = 0; j < L::kBCopies; ++j)
+                *reinterpret_cast<uint4*>(sB + bRow(j) * L::kLdB + bCol()) = stB[j];
 #else
         (void) sA;
         (void) sB;
