@@ -76,15 +76,17 @@ struct LayerParams
     int4 const* inactiveList;
     FeatureRef<T> in;        //!< layer input
     int tapDelta[9];         //!< pixel-index offset of tap t: dy*W + dx (host-computed)
-    T const* w;              //!< [tap][ci][co], natural channel order, cin x cout per tap
+    T const* w;              //!< [tap][ci][co], natural channel order, cin x wLd per tap
     int cin, cout;
+    int wLd;                 //!< weight row length: cout, or pad8(cout) for a zero-padded copy in the workspace
     int dOut, sOut;          //!< output split
     T* out;                  //!< f_l (padded layout, stride outStride)
     int outStride, outPadDense;
     // Fused collect (last layer only): y = wc^T concat(f_0..f_3) + bc at the tile's own pixels.
     FeatureRef<T> f[kSparseBlockLayers];
     int collectRow[kSparseBlockLayers]; //!< first wc row of f_l
-    T const* wc;             //!< [ci][co], sum_l(Cout_l) x C
+    T const* wc;             //!< [ci][co], sum_l(Cout_l) x wcLd
+    int wcLd;                //!< C, or pad8(C) for a zero-padded copy
     T const* bc;
     int channels;            //!< C
     int hw;                  //!< H*W
@@ -129,6 +131,33 @@ __device__ __forceinline__ void copyWait()
 #if defined(SMSR_ASYNC_COPY) && !defined(SMSR_INJECT_BUG_MISSING_WAIT)
     __pipeline_wait_prior(0);
 #endif
+}
+
+//! Zero-padded weight copy: rows x cols -> rows x pad8(cols), for output channel counts that are not a multiple
+//! of 8 (16-byte B rows). Not used by the official model (64 channels everywhere).
+template <typename T>
+struct PadJob
+{
+    T const* src;
+    T* dst;
+    int rows, cols;
+};
+template <typename T>
+struct PadJobs
+{
+    PadJob<T> job[kSparseBlockLayers + 1];
+};
+//! Grid (rows of the largest job, jobs): one row per block, no division.
+template <typename T>
+__global__ void __launch_bounds__(256) padWeightsKernel(PadJobs<T> const J)
+{
+    PadJob<T> const j = J.job[blockIdx.y];
+    int const r = blockIdx.x;
+    if (j.src == nullptr || r >= j.rows)
+        return;
+    int const ld = pad8(j.cols);
+    for (int c = threadIdx.x; c < ld; c += blockDim.x)
+        j.dst[ptrdiff_t(r) * ld + c] = c < j.cols ? j.src[ptrdiff_t(r) * j.cols + c] : fromFloat<T>(0.0f);
 }
 
 __device__ __forceinline__ uint4 load16(void const* src, bool pred)

@@ -26,7 +26,7 @@ struct ConvSegments
     __device__ __forceinline__ int range(int) const { return range_; }
     __device__ __forceinline__ Segment<T> get(int t) const
     {
-        return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * P.cin, P.cout};
+        return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * P.cin, P.wLd};
     }
 };
 
@@ -41,7 +41,7 @@ struct CollectSegments
     __device__ __forceinline__ Segment<T> get(int l) const
     {
         FeatureRef<T> const f = P.f[l];
-        return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc, P.collectRow[l], P.channels};
+        return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc, P.collectRow[l], P.wcLd};
     }
 };
 
@@ -58,7 +58,7 @@ __device__ __forceinline__ T* stageB(unsigned char* smem, int buf)
 
 //! Main loop of one pass: the loader runs one chunk ahead of the MMA (issue cursor s, c0). Unrolled by the two
 //! stages, so every shared-memory address is loop-invariant (hoisted out of the loop by the compiler).
-template <typename T, bool vecB, bool kFull, typename Segs>
+template <typename T, bool kFull, typename Segs>
 struct GemmLoop
 {
     using L = TileLayout<T>;
@@ -92,18 +92,18 @@ struct GemmLoop
         __syncthreads(); // ... and everyone's; and every warp is done with the stage the next issue overwrites
 #endif
         if (more)
-            ld.template issue<vecB>(c0, stageA<T>(smem, kBuf ^ 1), stageB<T>(smem, kBuf ^ 1));
+            ld.issue(c0, stageA<T>(smem, kBuf ^ 1), stageB<T>(smem, kBuf ^ 1));
         mma.template step<kFull>(stageA<T>(smem, kBuf), stageB<T>(smem, kBuf), kCur, rows, cols);
         if (more)
-            ld.template land<vecB>(stageA<T>(smem, kBuf ^ 1), stageB<T>(smem, kBuf ^ 1));
+            ld.land(stageA<T>(smem, kBuf ^ 1), stageB<T>(smem, kBuf ^ 1));
         kCur = kNext;
         return more;
     }
 };
 
 //! C tile (rows x cols of this pass) = sum over the segments' K chunks; left in shared memory as float.
-//! vecB: 16-byte weight rows (output channels a multiple of 8); kFull: cols == 64.
-template <typename T, bool vecB, bool kFull, typename Segs>
+//! kFull: cols == 64 (no column predicates in the main loop).
+template <typename T, bool kFull, typename Segs>
 __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols,
     int rows)
 {
@@ -118,9 +118,9 @@ __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, uns
     if (any)
     {
         ld.begin(segs.get(s), co0);
-        ld.template issue<vecB>(0, stageA<T>(smem, 0), stageB<T>(smem, 0));
-        ld.template land<vecB>(stageA<T>(smem, 0), stageB<T>(smem, 0));
-        GemmLoop<T, vecB, kFull, Segs> loop{segs, ld, mma, smem, co0, cols, rows, s, 0, ld.range > 16};
+        ld.issue(0, stageA<T>(smem, 0), stageB<T>(smem, 0));
+        ld.land(stageA<T>(smem, 0), stageB<T>(smem, 0));
+        GemmLoop<T, kFull, Segs> loop{segs, ld, mma, smem, co0, cols, rows, s, 0, ld.range > 16};
         while (loop.template step<0>() && loop.template step<1>())
         {
         }
@@ -135,17 +135,15 @@ __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, uns
     __syncthreads();
 }
 
-//! The common case (16-byte weight rows, 64 output channels) gets a main loop without column predicates.
+//! Passes with all 64 output channels (active tiles, the collect) get a main loop without column predicates.
 template <typename T, typename Segs>
 __device__ __forceinline__ void gemmPass(
-    Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols, int rows, bool vecB)
+    Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols, int rows)
 {
-    if (vecB && cols == kNc)
-        runGemm<T, true, true>(segs, ld, smem, co0, cols, rows);
-    else if (vecB)
-        runGemm<T, true, false>(segs, ld, smem, co0, cols, rows);
+    if (cols == kNc)
+        runGemm<T, true>(segs, ld, smem, co0, cols, rows);
     else
-        runGemm<T, false, false>(segs, ld, smem, co0, cols, rows);
+        runGemm<T, false>(segs, ld, smem, co0, cols, rows);
 }
 
 //! FP16: at least 3 blocks (12 warps) per SM, which fits the ~168 registers without spills; FP32 (SIMT FMA, the
@@ -193,11 +191,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks<T>::value) layerKernel(Lay
     {
         int const nOut = active ? P.cout : P.dOut;
         ConvSegments<T> const segs{P, active ? P.in.stride : P.in.padDense};
-        bool const vecB = P.cout % TileLayout<T>::kV == 0 && reinterpret_cast<uintptr_t>(P.w) % 16 == 0;
         for (int co0 = 0; co0 < nOut; co0 += kNc)
         {
             int const cols = nOut - co0 < kNc ? nOut - co0 : kNc;
-            gemmPass(segs, ld, smem, co0, cols, rows, vecB);
+            gemmPass(segs, ld, smem, co0, cols, rows);
             storeConvTile(P, sC, sRows, rows, active, co0, cols);
         }
     }
@@ -206,11 +203,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocks<T>::value) layerKernel(Lay
         // f_3 of this tile's pixels is in global memory: the barrier at the start of runGemm makes it visible to
         // the block's copies (other tiles' pixels are never read by the collect).
         CollectSegments<T> const segs{P, active};
-        bool const vecB = P.channels % TileLayout<T>::kV == 0 && reinterpret_cast<uintptr_t>(P.wc) % 16 == 0;
         for (int co0 = 0; co0 < P.channels; co0 += kNc)
         {
             int const cols = P.channels - co0 < kNc ? P.channels - co0 : kNc;
-            gemmPass(segs, ld, smem, co0, cols, rows, vecB);
+            gemmPass(segs, ld, smem, co0, cols, rows);
             storeCollectTile(P, sC, sRows, rows, co0, cols);
         }
     }

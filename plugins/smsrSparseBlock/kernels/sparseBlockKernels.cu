@@ -1,7 +1,8 @@
 /*
  * SMSRSparseBlock launch API: workspace layout and the launch sequence (6 stream operations, all asynchronous):
  *   memset(list counters) -> prepareKernel (neighbour map [+ pack planar x]) -> layerKernel 0, 1, 2 -> layerKernel 3
- *   with the fused collect.
+ *   with the fused collect; plus padWeightsKernel first when an output channel count is not a multiple of 8 (never
+ *   for the official model: its weights are read in place).
  * Nothing is allocated or formatted; the launch is CUDA-graph capturable. Compiled by nvcc (smsr_kernels) and,
  * through emu/sparseBlockKernelsEmu.cpp, by the host compiler under the SIMT layer (smsr_kernels_emu).
  */
@@ -40,8 +41,25 @@ struct WorkspaceLayout
     size_t inactive{0};
     size_t packed{0};   //!< planar x packed channels-last (kNCHW input only)
     size_t features[kSparseBlockLayers]{}; //!< f_l, N*H*W x P_l, I/O type
+    size_t weights[kSparseBlockLayers + 1]{}; //!< zero-padded copies of w_l / wc (only when Cout % 8 != 0)
+    bool padded[kSparseBlockLayers + 1]{};
     size_t total{0};
 };
+
+//! Rows and columns (output channels) of w_0..w_3 and wc.
+void weightMatrix(SparseBlockShape const& s, int l, int& rows, int& cols)
+{
+    if (l < kSparseBlockLayers)
+    {
+        rows = 9 * layerInChannels(s, l);
+        cols = layerOutChannels(s, l);
+    }
+    else
+    {
+        rows = collectInChannels(s);
+        cols = s.channels;
+    }
+}
 
 WorkspaceLayout layoutFor(SparseBlockShape const& s, DataType type)
 {
@@ -62,6 +80,15 @@ WorkspaceLayout layoutFor(SparseBlockShape const& s, DataType type)
     {
         L.features[l] = off;
         off += alignUp(pixels * size_t(padded(s.dense[l], s.sparse[l]).stride) * elem);
+    }
+    for (int l = 0; l <= kSparseBlockLayers; ++l)
+    {
+        int rows = 0, cols = 0;
+        weightMatrix(s, l, rows, cols);
+        L.padded[l] = cols % kern::kPad != 0;
+        L.weights[l] = off;
+        if (L.padded[l])
+            off += alignUp(size_t(rows) * kern::pad8(cols) * elem);
     }
     L.total = off;
     return L;
@@ -102,6 +129,32 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
     if (err != cudaSuccess)
         return err;
 
+    // B rows must be 16-byte vectors: zero-padded copies of the weight matrices whose output channel count is not a
+    // multiple of 8 (odd test shapes; the official model's are read in place).
+    T const* wSrc[kSparseBlockLayers + 1];
+    T const* wUse[kSparseBlockLayers + 1];
+    int wLd[kSparseBlockLayers + 1];
+    kern::PadJobs<T> jobs{};
+    int maxRows = 0;
+    for (int l = 0; l <= kSparseBlockLayers; ++l)
+    {
+        int rows = 0, cols = 0;
+        weightMatrix(s, l, rows, cols);
+        wSrc[l] = static_cast<T const*>(l < kSparseBlockLayers ? t.weights[l] : t.collectWeight);
+        wUse[l] = L.padded[l] ? reinterpret_cast<T const*>(ws + L.weights[l]) : wSrc[l];
+        wLd[l] = L.padded[l] ? kern::pad8(cols) : cols;
+        if (L.padded[l])
+        {
+            jobs.job[l] = kern::PadJob<T>{wSrc[l], const_cast<T*>(wUse[l]), rows, cols};
+            maxRows = rows > maxRows ? rows : maxRows;
+        }
+    }
+    if (maxRows > 0)
+    {
+        auto pad = &kern::padWeightsKernel<T>;
+        SIMT_LAUNCH(pad, dim3(unsigned(maxRows), kSparseBlockLayers + 1), dim3(256), 0, stream)(jobs);
+    }
+
     kern::PrepareParams<T> pp{};
     pp.mask = static_cast<T const*>(t.mask);
     pp.h = s.height;
@@ -140,7 +193,8 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
         P.collectRow[l] = collectRow;
         collectRow += layerOutChannels(s, l);
     }
-    P.wc = static_cast<T const*>(t.collectWeight);
+    P.wc = wUse[kSparseBlockLayers];
+    P.wcLd = wLd[kSparseBlockLayers];
     P.bc = static_cast<T const*>(t.collectBias);
     P.channels = s.channels;
     P.hw = s.height * s.width;
@@ -153,7 +207,8 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
     for (int l = 0; l < kSparseBlockLayers; ++l)
     {
         P.in = l == 0 ? featureRef<T>(x0, inPad) : P.f[l - 1];
-        P.w = static_cast<T const*>(t.weights[l]);
+        P.w = wUse[l];
+        P.wLd = wLd[l];
         P.cin = layerInChannels(s, l);
         P.cout = layerOutChannels(s, l);
         P.dOut = s.dense[l];
@@ -198,6 +253,10 @@ cudaError_t enqueueSparseBlock(SparseBlockShape const& shape, DataType type, Spa
     if (shape.format == TensorFormat::kNHWC
         && (reinterpret_cast<uintptr_t>(tensors.x) % 16 != 0 || reinterpret_cast<uintptr_t>(tensors.y) % 16 != 0))
         return cudaErrorInvalidValue;
+    // Weights are read in place with 16-byte vectors (TensorRT and cudaMalloc give 256-byte aligned buffers).
+    for (int l = 0; l <= kSparseBlockLayers; ++l)
+        if (reinterpret_cast<uintptr_t>(l < kSparseBlockLayers ? tensors.weights[l] : tensors.collectWeight) % 16 != 0)
+            return cudaErrorInvalidValue;
     size_t const need = getSparseBlockWorkspaceSize(shape, type);
     if (!workspace || workspaceSize < need || reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
         return cudaErrorInvalidValue;

@@ -67,9 +67,9 @@ struct Segment
     int delta;    //!< pixel offset (tap delta; 0 for the collect)
     int tap;      //!< bit index in the neighbour map (kCentreTap for the collect)
     int range;    //!< padded channels used: f.stride (all) or f.padDense (dense inputs only)
-    T const* w;   //!< weight matrix, row-major [row][ldw]
+    T const* w;   //!< weight matrix, row-major [row][ldw], 16-byte aligned rows
     int wRow0;    //!< weight row of natural channel 0
-    int ldw;      //!< weight row length = output channels
+    int ldw;      //!< weight row length: output channels rounded up to a multiple of 8 (zeros past them)
 };
 
 //! A/B loader of one thread: fixed rows and vector slots. Per tile: p and the neighbour bits of its rows; per
@@ -124,7 +124,7 @@ struct TileLoader
             segOk |= (in | act << 1) << (2 * i);
         }
         bCol0 = s.w + (ptrdiff_t(s.wRow0) * s.ldw + co0 + bCol());
-        bColLeft = s.ldw - (co0 + bCol()); // valid output columns from this thread's first one
+        bColLeft = s.ldw - (co0 + bCol()); // columns from this thread's first one (zeros past the output channels)
         range = s.range;
         padDense = s.f.padDense;
         denseEnd = s.f.dense;
@@ -134,9 +134,7 @@ struct TileLoader
     }
 
     //! Issues chunk c0 of the current segment into stage memory sA/sB: cp.async (landing at copyWait) or loads
-    //! into registers (stored by land()). Scalar B fallback (output channels not a multiple of the vector width)
-    //! stores directly: the stage is free when issue() runs.
-    template <bool vecB>
+    //! into registers (stored by land()).
     __device__ __forceinline__ void issue(int c0, T* sA, T* sB)
     {
         int const pc = c0 + slot() * kPad;
@@ -158,36 +156,25 @@ struct TileLoader
             }
         }
         // B row k = padded channel c0 + k -> natural row (dense: same index; sparse: minus the dense padding).
+        // Weight rows are 16-byte aligned with zeros past the output channels (padded copy when Cout % 8 != 0).
         SMSR_UNROLL
         for (int j = 0; j < L::kBCopies; ++j)
         {
             int const pk = c0 + bRow(j);
             bool const sparseRow = pk >= padDense;
             int const nat = sparseRow ? pk - sparseShift : pk;
-            bool const rowOk = pk < range && pk < (sparseRow ? sparseEnd : denseEnd);
+            bool const pred = pk < range && pk < (sparseRow ? sparseEnd : denseEnd) && bColLeft > 0;
             T const* src = bCol0 + ptrdiff_t(nat) * ldw;
-            T* dstB = sB + bRow(j) * L::kLdB + bCol();
-            if (vecB)
-            {
-                bool const pred = rowOk && bColLeft > 0;
 #if defined(SMSR_ASYNC_COPY)
-                copy16Async(dstB, src, pred);
+            copy16Async(sB + bRow(j) * L::kLdB + bCol(), src, pred);
 #else
-                stB[j] = load16(src, pred);
+            stB[j] = load16(src, pred);
 #endif
-            }
-            else
-            {
-                SMSR_UNROLL
-                for (int e = 0; e < L::kV; ++e)
-                    dstB[e] = rowOk && e < bColLeft ? src[e] : fromFloat<T>(0.0f);
-            }
         }
         copyCommit();
     }
 
     //! Synchronous path: registers -> stage (after the MMA of the previous chunk, so the loads overlapped it).
-    template <bool vecB>
     __device__ __forceinline__ void land(T* sA, T* sB)
     {
 #if !defined(SMSR_ASYNC_COPY)
@@ -196,10 +183,9 @@ struct TileLoader
             SMSR_UNROLL
             for (int c = 0; c < L::kCopiesPerVec; ++c)
                 *reinterpret_cast<uint4*>(sA + row(i) * L::kLdA + slot() * kPad + c * L::kV) = stA[i][c];
-        if (vecB)
-            SMSR_UNROLL
-            for (int j = 0; j < L::kBCopies; ++j)
-                *reinterpret_cast<uint4*>(sB + bRow(j) * L::kLdB + bCol()) = stB[j];
+        SMSR_UNROLL
+        for (int j = 0; j < L::kBCopies; ++j)
+            *reinterpret_cast<uint4*>(sB + bRow(j) * L::kLdB + bCol()) = stB[j];
 #else
         (void) sA;
         (void) sB;
