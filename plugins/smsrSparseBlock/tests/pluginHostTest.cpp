@@ -164,8 +164,8 @@ Dims dims(std::initializer_list<int64_t> v)
 // Shapes of the 8 inputs + output for block 0 at N x 64 x H x W.
 std::vector<Dims> blockDims(int64_t n, int64_t h, int64_t w)
 {
-    return {dims({n, 64, h, w}), dims({n, 1, h, w}), dims({64, 64, 3, 3}), dims({64, 64, 3, 3}), dims({64, 64, 3, 3}),
-        dims({64, 64, 3, 3}), dims({64, 256, 1, 1}), dims({64}), dims({n, 64, h, w})};
+    return {dims({n, 64, h, w}), dims({n, 1, h, w}), dims({3, 3, 64, 64}), dims({3, 3, 64, 64}), dims({3, 3, 64, 64}),
+        dims({3, 3, 64, 64}), dims({1, 1, 256, 64}), dims({64}), dims({n, 64, h, w})};
 }
 
 std::vector<DynamicPluginTensorDesc> dynDesc(std::vector<Dims> const& d, DataType t, TensorFormat f = TensorFormat::kLINEAR)
@@ -248,7 +248,7 @@ void testCreator(IPluginCreatorV3One* c)
     CHECK(std::strcmp(info.kind, "PLUGIN CREATOR_V3ONE") == 0);
     CHECK(info.major == 1);
     CHECK(std::strcmp(c->getPluginName(), "SMSRSparseBlock") == 0);
-    CHECK(std::strcmp(c->getPluginVersion(), "1") == 0);
+    CHECK(std::strcmp(c->getPluginVersion(), "2") == 0);
     CHECK(std::strcmp(c->getPluginNamespace(), "") == 0);
     PluginFieldCollection const* names = c->getFieldNames();
     CHECK(names != nullptr && names->nbFields == 2);
@@ -332,7 +332,7 @@ void testPlugin(IPluginCreatorV3One* c)
     CHECK(std::strcmp(build->getInterfaceInfo().kind, "PLUGIN_V3ONE_BUILD") == 0);
     CHECK(std::strcmp(rt->getInterfaceInfo().kind, "PLUGIN_V3ONE_RUNTIME") == 0);
     CHECK(std::strcmp(core->getPluginName(), "SMSRSparseBlock") == 0);
-    CHECK(std::strcmp(core->getPluginVersion(), "1") == 0);
+    CHECK(std::strcmp(core->getPluginVersion(), "2") == 0);
     CHECK(std::strcmp(core->getPluginNamespace(), "") == 0);
     CHECK(build->getNbOutputs() == 1);
     CHECK(std::string(build->getMetadataString()) == "dense_channels=24,9,3,0 sparse_channels=40,55,61,64");
@@ -376,6 +376,22 @@ void testPlugin(IPluginCreatorV3One* c)
         CHECK(!build->supportsFormatCombination(8, io.data(), 8, 1));
         io = dynDesc(d, DataType::kHALF, TensorFormat::kCHW2);
         CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        // FP16 channels-last: x and y in kHWC8 (C = 64), everything else linear; never for FP32 or C % 8 != 0.
+        io = dynDesc(d, DataType::kHALF);
+        io[0].desc.format = io[8].desc.format = TensorFormat::kHWC8;
+        for (int32_t pos = 0; pos < 9; ++pos)
+            CHECK(build->supportsFormatCombination(pos, io.data(), 8, 1));
+        io[8].desc.format = TensorFormat::kLINEAR; // y must follow x
+        CHECK(!build->supportsFormatCombination(8, io.data(), 8, 1));
+        io[1].desc.format = TensorFormat::kHWC8; // the mask (and the weights) stay linear
+        CHECK(!build->supportsFormatCombination(1, io.data(), 8, 1));
+        io = dynDesc(d, DataType::kFLOAT);
+        io[0].desc.format = TensorFormat::kHWC8;
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        io = dynDesc(d, DataType::kHALF);
+        io[0].desc.format = TensorFormat::kHWC8;
+        io[0].desc.dims.d[1] = 12;
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
         io = dynDesc(d, DataType::kFLOAT);
         CHECK(!build->supportsFormatCombination(9, io.data(), 8, 1));
         CHECK(!build->supportsFormatCombination(-1, io.data(), 8, 1));
@@ -409,9 +425,9 @@ void testPlugin(IPluginCreatorV3One* c)
         auto io32 = dynDesc(hi, DataType::kFLOAT);
         CHECK(build->getWorkspaceSize(io32.data(), 8, io32.data() + 8, 1)
             == smsr::getSparseBlockWorkspaceSize(big, smsr::DataType::kFLOAT));
-        // wc given as a 2-D C x K matrix is accepted too.
+        // wc given as a 2-D K x C matrix is accepted too.
         io = dynDesc(d, DataType::kFLOAT);
-        io[6].desc.dims = dims({64, 256});
+        io[6].desc.dims = dims({256, 64});
         CHECK(build->configurePlugin(io.data(), 8, io.data() + 8, 1) == 0);
     }
     // The kernel library's 2^30-pixel limit per call (N*H*W): a profile up to exactly 2^30 pixels is accepted and
@@ -460,10 +476,12 @@ void testPlugin(IPluginCreatorV3One* c)
         {0, dims({1, 64, 32}), "x must be 4-D"},
         {1, dims({1, 2, 32, 48}), "mask has shape [1x2x32x48], expected [1x1x32x48]"},
         {1, dims({1, 1, 30, 48}), "mask has shape [1x1x30x48]"},
-        {2, dims({64, 63, 3, 3}), "w0 has shape [64x63x3x3], expected [64x64x3x3]"},
-        {3, dims({59, 64, 3, 3}), "w1 has shape [59x64x3x3], expected [64x64x3x3]"},
-        {5, dims({64, 64, 1, 1}), "w3 has shape [64x64x1x1], expected [64x64x3x3]"},
-        {6, dims({64, 192, 1, 1}), "wc has shape [64x192x1x1], expected [64x256x1x1]"},
+        {2, dims({3, 3, 63, 64}), "w0 has shape [3x3x63x64], expected [3x3x64x64]"},
+        {3, dims({3, 3, 64, 59}), "w1 has shape [3x3x64x59], expected [3x3x64x64]"},
+        {5, dims({1, 1, 64, 64}), "w3 has shape [1x1x64x64], expected [3x3x64x64]"},
+        {6, dims({1, 1, 192, 64}), "wc has shape [1x1x192x64], expected [1x1x256x64]"},
+        {2, dims({64, 64, 3, 3}), "w0 has shape [64x64x3x3], expected [3x3x64x64]"}, // old (v1) OIHW layout
+        {6, dims({64, 256, 1, 1}), "wc has shape [64x256x1x1], expected [1x1x256x64]"},
         {7, dims({32}), "bc has shape [32], expected [64]"},
     };
     for (auto const& b : bad)
@@ -562,8 +580,8 @@ struct Block
     {
         std::vector<Dims> v{dims({nn, c, hh, ww}), dims({nn, 1, hh, ww})};
         for (int32_t l = 0; l < 4; ++l)
-            v.push_back(dims({cout(l), cin(l), 3, 3}));
-        v.push_back(dims({c, collectIn(), 1, 1}));
+            v.push_back(dims({3, 3, cin(l), cout(l)}));
+        v.push_back(dims({1, 1, collectIn(), c}));
         v.push_back(dims({c}));
         v.push_back(dims({nn, c, hh, ww}));
         return v;
@@ -600,7 +618,7 @@ std::vector<double> naiveBlock(Block const& b, std::vector<float> const* t)
                                 int32_t const sy = yy + k / 3 - 1, sx = xx + k % 3 - 1;
                                 if (sy >= 0 && sy < b.h && sx >= 0 && sx < b.w)
                                     (ci < denseIn ? sd : ss)
-                                        += in[ci * HW + sy * b.w + sx] * wl[(size_t(co) * cin + ci) * 9 + k];
+                                        += in[ci * HW + sy * b.w + sx] * wl[(size_t(k) * cin + ci) * cout + co];
                             }
                         double const mp = m[yy * b.w + xx];
                         double z = sd + mp * ss;
@@ -611,7 +629,7 @@ std::vector<double> naiveBlock(Block const& b, std::vector<float> const* t)
             for (int32_t co = 0; co < b.c; ++co)
                 for (int32_t ci = 0; ci < cout; ++ci)
                     for (size_t p = 0; p < HW; ++p)
-                        yn[co * HW + p] += t[6][size_t(co) * b.collectIn() + off + ci] * f[ci * HW + p];
+                        yn[co * HW + p] += t[6][size_t(off + ci) * b.c + co] * f[ci * HW + p];
             off += cout;
             in.swap(f);
         }
@@ -623,10 +641,17 @@ float roundHalf(float v) { return __half2float(__float2half_rn(v)); }
 
 //! One plugin run through the TensorRT call sequence (configurePlugin on a dynamic profile larger than the
 //! actual shape, getWorkspaceSize, attachToContext, onShapeChange, enqueue) against the naive reference.
-void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint32_t seed)
+//! hwc8: x and y in TensorRT's kHWC8 (FP16, C % 8 == 0: exactly N x H x W x C), the rest linear.
+void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint32_t seed, bool hwc8 = false)
 {
     bool const half = type == DataType::kHALF;
-    char const* const tname = half ? "FP16" : "FP32";
+    char const* const tname = hwc8 ? "FP16 HWC8" : half ? "FP16" : "FP32";
+    size_t const planeHW = size_t(b.h) * b.w;
+    // Element j of planar N x C x HW at its place in the channels-last buffer.
+    auto const place = [&](size_t j) {
+        size_t const p = j % planeHW, ch = j / planeHW % size_t(b.c), n = j / (planeHW * b.c);
+        return hwc8 ? (n * planeHW + p) * b.c + ch : j;
+    };
     Fields f;
     f.f.emplace_back("dense_channels", b.dense, PluginFieldType::kINT32, 4);
     f.f.emplace_back("sparse_channels", b.sparse, PluginFieldType::kINT32, 4);
@@ -636,6 +661,14 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
         return;
     // Build phase: profile N 1..n+1, H 4..h+1, W 4..w+3 (the workspace is sized for the largest shape).
     auto dyn = dynDesc(b.ioDims(-1, -1, -1), type);
+    if (hwc8)
+    {
+        dyn[0].desc.format = TensorFormat::kHWC8;
+        dyn[8].desc.format = TensorFormat::kHWC8;
+        dyn[0].desc.dims.d[1] = b.c; // C is static in real networks: what supportsFormatCombination looks at
+        for (int32_t pos = 0; pos < 9; ++pos)
+            CHECK(buildOf(p)->supportsFormatCombination(pos, dyn.data(), 8, 1));
+    }
     auto const lo = b.ioDims(1, 4, 4), hi = b.ioDims(b.n + 1, b.h + 1, b.w + 3);
     for (size_t i = 0; i < dyn.size(); ++i)
     {
@@ -652,6 +685,7 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
     big.width = b.w + 3;
     std::memcpy(big.dense, b.dense, sizeof big.dense);
     std::memcpy(big.sparse, b.sparse, sizeof big.sparse);
+    big.format = hwc8 ? smsr::TensorFormat::kNHWC : smsr::TensorFormat::kNCHW;
     size_t const libWs = smsr::getSparseBlockWorkspaceSize(big, half ? smsr::DataType::kHALF : smsr::DataType::kFLOAT);
     CHECK(ws > 0 && ws == libWs);
 
@@ -700,10 +734,11 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
         for (size_t j = 0; j < count; ++j)
         {
             float const v = i < 8 ? t[i][j] : NAN; // y starts as NaN: every element must be written
+            size_t const at = i == 0 ? place(j) : j;
             if (half)
-                static_cast<__half*>(buf[i])[j] = __float2half_rn(v);
+                static_cast<__half*>(buf[i])[at] = __float2half_rn(v);
             else
-                static_cast<float*>(buf[i])[j] = v;
+                static_cast<float*>(buf[i])[at] = v;
         }
     }
     void* workspace = nullptr;
@@ -716,7 +751,9 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
     CHECK(att != nullptr);
     if (att != nullptr)
     {
-        auto const rd = desc(io, type);
+        auto rd = desc(io, type);
+        if (hwc8)
+            rd[0].format = rd[8].format = TensorFormat::kHWC8;
         CHECK(runtimeOf(att)->onShapeChange(rd.data(), 8, rd.data() + 8, 1) == 0);
         std::vector<void const*> ins(buf.begin(), buf.begin() + 8);
         std::vector<void*> outs{buf[8]};
@@ -729,7 +766,8 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
         size_t nonFinite = 0;
         for (size_t j = 0; j < ref.size(); ++j)
         {
-            double const y = half ? __half2float(static_cast<__half*>(buf[8])[j]) : static_cast<float*>(buf[8])[j];
+            size_t const at = place(j);
+            double const y = half ? __half2float(static_cast<__half*>(buf[8])[at]) : static_cast<float*>(buf[8])[at];
             if (!std::isfinite(y))
                 ++nonFinite;
             else
@@ -761,6 +799,8 @@ void testEnqueue(IPluginCreatorV3One* c)
     for (Block const& b : {a, z})
         for (DataType t : {DataType::kFLOAT, DataType::kHALF})
             runEnqueueCase(c, b, t, seed++);
+    for (Block const& b : {a, z})
+        runEnqueueCase(c, b, DataType::kHALF, seed++, true);
 }
 #endif
 

@@ -49,26 +49,6 @@ struct BlockData
 //! Index of w_l[ky][kx][ci][co] and wc[ci][co].
 size_t wIndex(int tap, int ci, int co, int cin, int cout) { return (size_t(tap) * cin + ci) * cout + co; }
 
-//! ONNX-style (Cout, Cin, 3, 3) -> kernel layout (3, 3, Cin, Cout); and the same for the collect (C, CC) -> (CC, C).
-std::vector<float> hwioFromOihw(std::vector<float> const& w, int cout, int cin, int taps)
-{
-    std::vector<float> r(w.size());
-    for (int co = 0; co < cout; ++co)
-        for (int ci = 0; ci < cin; ++ci)
-            for (int t = 0; t < taps; ++t)
-                r[wIndex(t, ci, co, cin, cout)] = w[(size_t(co) * cin + ci) * taps + t];
-    return r;
-}
-std::vector<float> oihwFromHwio(std::vector<float> const& w, int cout, int cin, int taps)
-{
-    std::vector<float> r(w.size());
-    for (int co = 0; co < cout; ++co)
-        for (int ci = 0; ci < cin; ++ci)
-            for (int t = 0; t < taps; ++t)
-                r[(size_t(co) * cin + ci) * taps + t] = w[wIndex(t, ci, co, cin, cout)];
-    return r;
-}
-
 // ------------------------------------------------------------------------------------------- naive reference
 //! Straight from the formulas (docs: DESIGN.md §2), in double, NCHW.
 std::vector<double> referenceForward(BlockData const& d)
@@ -406,13 +386,8 @@ bool runCase(char const* name, BlockData const& d, DataType t, std::vector<doubl
 bool crossCheckCpuReference(char const* name, BlockData const& d, std::vector<double> const& ref)
 {
     std::vector<float> y(ref.size());
-    // The CPU op still takes the ONNX (OIHW) weight layout until the contract change lands on this branch.
-    std::vector<float> wo[4];
-    for (int l = 0; l < 4; ++l)
-        wo[l] = oihwFromHwio(d.w[l], smsr::layerOutChannels(d.s, l), smsr::layerInChannels(d.s, l), 9);
-    std::vector<float> const wco = oihwFromHwio(d.wc, d.s.channels, smsr::collectInChannels(d.s), 1);
-    float const* w[4] = {wo[0].data(), wo[1].data(), wo[2].data(), wo[3].data()};
-    smsr::cpu::sparseBlockForward(d.s, d.x.data(), d.mask.data(), w, wco.data(), d.bc.data(), y.data(), 1);
+    float const* w[4] = {d.w[0].data(), d.w[1].data(), d.w[2].data(), d.w[3].data()}; // same layout (op contract v2)
+    smsr::cpu::sparseBlockForward(d.s, d.x.data(), d.mask.data(), w, d.wc.data(), d.bc.data(), y.data(), 1);
     Diff const diff = compare(y, ref);
     bool const ok = withinTolerance(diff, DataType::kFLOAT);
     std::printf("%s %-34s cpu reference op vs naive: max|err|=%.3g\n", ok ? "ok  " : "FAIL", name, diff.maxAbs);
@@ -466,11 +441,6 @@ bool loadFixture(char const* path, BlockData& d, std::vector<float>& yExpected, 
     read(d.bc, size_t(s.channels));
     read(yExpected, size_t(s.batch) * s.channels * HW);
     std::fclose(f);
-    // Fixtures are still written in the ONNX (OIHW) weight layout until the contract change lands on this branch.
-    for (int l = 0; ok && l < 4; ++l)
-        d.w[l] = hwioFromOihw(d.w[l], smsr::layerOutChannels(s, l), smsr::layerInChannels(s, l), 9);
-    if (ok)
-        d.wc = hwioFromOihw(d.wc, s.channels, smsr::collectInChannels(s), 1);
     if (!ok)
         err = std::string(path) + ": truncated fixture";
     return ok;
