@@ -142,19 +142,11 @@ struct PadJob
     T* dst;
     int rows, cols;
 };
+//! Grid (rows): one row per block, no division. One launch per padded matrix.
 template <typename T>
-struct PadJobs
+__global__ void __launch_bounds__(256) padWeightsKernel(PadJob<T> const j)
 {
-    PadJob<T> job[kSparseBlockLayers + 1];
-};
-//! Grid (rows of the largest job, jobs): one row per block, no division.
-template <typename T>
-__global__ void __launch_bounds__(256) padWeightsKernel(PadJobs<T> const J)
-{
-    PadJob<T> const j = J.job[blockIdx.y];
     int const r = blockIdx.x;
-    if (j.src == nullptr || r >= j.rows)
-        return;
     int const ld = pad8(j.cols);
     for (int c = threadIdx.x; c < ld; c += blockDim.x)
         j.dst[ptrdiff_t(r) * ld + c] = c < j.cols ? j.src[ptrdiff_t(r) * j.cols + c] : fromFloat<T>(0.0f);

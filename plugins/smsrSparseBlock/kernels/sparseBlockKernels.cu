@@ -134,8 +134,6 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
     T const* wSrc[kSparseBlockLayers + 1];
     T const* wUse[kSparseBlockLayers + 1];
     int wLd[kSparseBlockLayers + 1];
-    kern::PadJobs<T> jobs{};
-    int maxRows = 0;
     for (int l = 0; l <= kSparseBlockLayers; ++l)
     {
         int rows = 0, cols = 0;
@@ -145,14 +143,10 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
         wLd[l] = L.padded[l] ? kern::pad8(cols) : cols;
         if (L.padded[l])
         {
-            jobs.job[l] = kern::PadJob<T>{wSrc[l], const_cast<T*>(wUse[l]), rows, cols};
-            maxRows = rows > maxRows ? rows : maxRows;
+            auto pad = &kern::padWeightsKernel<T>;
+            kern::PadJob<T> const job{wSrc[l], const_cast<T*>(wUse[l]), rows, cols};
+            SIMT_LAUNCH(pad, dim3(unsigned(rows)), dim3(256), 0, stream)(job);
         }
-    }
-    if (maxRows > 0)
-    {
-        auto pad = &kern::padWeightsKernel<T>;
-        SIMT_LAUNCH(pad, dim3(unsigned(maxRows), kSparseBlockLayers + 1), dim3(256), 0, stream)(jobs);
     }
 
     kern::PrepareParams<T> pp{};
