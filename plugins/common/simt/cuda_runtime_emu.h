@@ -6,7 +6,8 @@
  * __syncthreads (checked: all live threads, same source line), static __shared__ (function statics; blocks run
  * one at a time), dynamic shared memory (SIMT_DYNAMIC_SHARED, poisoned with 0xFF = NaN before every block),
  * warp intrinsics (__shfl*_sync, __ballot/__any/__all_sync, __syncwarp, __activemask), atomics, __half,
- * nvcuda::wmma m16n16k16 half->float fragments (warp-wide, alignment-checked), and the small part of the CUDA
+ * nvcuda::wmma m16n16k16 half->float fragments (warp-wide, alignment-checked), the <cuda_pipeline.h> cp.async
+ * primitives (copies land at the issuing thread's __pipeline_wait_prior), and the small part of the CUDA
  * runtime API kernels' host code uses (malloc/memcpy/memset/streams/errors; everything synchronous).
  *
  * Scheduling: a block's warps run one after another in a chosen order (ascending, descending or random per
