@@ -14,8 +14,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EMU_TARGETS = [
-    "smsr_simt_selftest", "smsr_kernels_emu_test", "smsr_kernels_emu_test_bug_missing_sync",
-    "smsr_kernels_emu_test_bug_halo", "smsr_kernels_emu_test_bug_unmasked_sparse",
+    "smsr_simt_selftest", "smsr_kernels_emu_test", "smsr_kernels_emu_test_plain_wmma",
+    "smsr_kernels_emu_test_bug_missing_sync", "smsr_kernels_emu_test_bug_missing_wait",
+    "smsr_kernels_emu_test_bug_halo", "smsr_kernels_emu_test_bug_tap_delta",
+    "smsr_kernels_emu_test_bug_unmasked_sparse", "smsr_kernels_emu_test_bug_unzeroed_pad",
     "smsr_kernels_emu_test_bug_misaligned_vector",
 ]
 ASAN_TARGETS = ["smsr_simt_selftest_asan", "smsr_kernels_emu_test_asan"]
@@ -62,7 +64,13 @@ def test_kernels_match_reference_in_every_warp_order(build_dir, order):
     assert "1 tests passed" in out or "100% tests passed" in out
 
 
-@pytest.mark.parametrize("bug", ["missing_sync", "halo", "unmasked_sparse", "misaligned_vector"])
+def test_kernels_plain_wmma_path(build_dir):
+    """SMSR_PLAIN_WMMA build (GPGPU-Sim / sm_75 path): register-staged copies instead of cp.async."""
+    _ctest(build_dir, r"^smsr_kernels_emu_plain_wmma$")
+
+
+@pytest.mark.parametrize("bug", ["missing_sync", "missing_wait", "halo", "tap_delta", "unmasked_sparse",
+                                 "unzeroed_pad", "misaligned_vector"])
 def test_injected_bug_is_detected(build_dir, bug):
     _ctest(build_dir, rf"^smsr_kernels_emu_detects_bug_{bug}$")
 

@@ -140,7 +140,8 @@ def test_host_methods_cpp(plugin_library):
 def test_enqueue_success_path_on_emulated_kernels(plugin_library):
     """The same plugin sources over the emulated kernel library (libsmsr_trt_plugin_emu.so): configurePlugin on a
     dynamic profile, getWorkspaceSize = the kernel library's, onShapeChange, enqueue with host pointers; y against a
-    naive evaluation of the op contract (FP32 and FP16, splits with zero dense channels), plus every host check."""
+    naive evaluation of the op contract (FP32 and FP16 linear, FP16 kHWC8 channels-last I/O, splits with zero dense
+    channels), plus every host check."""
     build_dir = plugin_library.parent
     lib = build_dir / "libsmsr_trt_plugin_emu.so"
     exe = build_dir / "tests" / "smsr_trt_plugin_emu_host_test"
@@ -150,8 +151,8 @@ def test_enqueue_success_path_on_emulated_kernels(plugin_library):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert " 0 failures" in proc.stdout
     runs = [line for line in proc.stdout.splitlines() if "plugin enqueue (emulated kernels)" in line]
-    assert len(runs) == 4 and all(line.startswith("ok") for line in runs), proc.stdout
-    assert {"FP32", "FP16"} <= {w for line in runs for w in line.split()}
+    assert len(runs) == 6 and all(line.startswith("ok") for line in runs), proc.stdout
+    assert {"FP32", "FP16", "HWC8"} <= {w for line in runs for w in line.split()}
 
 
 def test_host_methods_through_registry(plugin_library, tensorrt_rtx, tmp_path):

@@ -47,6 +47,27 @@ std::string checkKernelShape(SparseBlockShape const& shape)
     return std::string();
 }
 
+//! Channels-last FP16 I/O (TensorRT kHWC8 with C % 8 == 0 is exactly N x H x W x C) or linear (NCHW).
+bool isChannelsLast(nvinfer1::TensorFormat f) { return f == nvinfer1::TensorFormat::kHWC8; }
+
+//! The kernel shape for x's dims and I/O format.
+SparseBlockShape kernelShape(Dims const& x, BlockConfig const& cfg, nvinfer1::TensorFormat f)
+{
+    SparseBlockShape s = makeShape(x, cfg);
+    s.format = isChannelsLast(f) ? smsr::TensorFormat::kNHWC : smsr::TensorFormat::kNCHW;
+    return s;
+}
+
+bool sameDims(Dims const& a, Dims const& b)
+{
+    if (a.nbDims != b.nbDims)
+        return false;
+    for (int32_t i = 0; i < a.nbDims; ++i)
+        if (a.d[i] != b.d[i])
+            return false;
+    return true;
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -202,11 +223,23 @@ bool SMSRSparseBlockPlugin::supportsFormatCombination(
     if (inOut == nullptr || nbInputs != kNB_INPUTS || nbOutputs != kNB_OUTPUTS || pos < 0 || pos >= nbInputs + nbOutputs)
         return false;
     PluginTensorDesc const& d = inOut[pos].desc;
-    if (d.format != TensorFormat::kLINEAR)
+    PluginTensorDesc const& x = inOut[kIN_X].desc;
+    if (pos == kIN_X)
+    {
+        if (d.type == nvinfer1::DataType::kFLOAT)
+            return d.format == nvinfer1::TensorFormat::kLINEAR;
+        if (d.type != nvinfer1::DataType::kHALF)
+            return false;
+        // FP16 channels-last when C is a whole number of 8-channel groups: no reformat layers between the plugin
+        // and FP16 neighbours that prefer HWC8 (the kernels read and write it in place).
+        int64_t const c = d.dims.nbDims == 4 ? d.dims.d[1] : -1;
+        return d.format == nvinfer1::TensorFormat::kLINEAR || (isChannelsLast(d.format) && c > 0 && c % 8 == 0);
+    }
+    if (d.type != x.type) // every input and the output share x's type
         return false;
-    if (pos == 0)
-        return d.type == nvinfer1::DataType::kFLOAT || d.type == nvinfer1::DataType::kHALF;
-    return d.type == inOut[0].desc.type; // every input and the output share x's type
+    if (pos == kNB_INPUTS)
+        return d.format == x.format; // y is written in x's format
+    return d.format == nvinfer1::TensorFormat::kLINEAR; // mask, weights, bias
 }
 
 int32_t SMSRSparseBlockPlugin::configurePlugin(
@@ -262,7 +295,7 @@ size_t SMSRSparseBlockPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* in
     if (!toKernelType(inputs[kIN_X].desc.type, type))
         return 0;
     // Sized for the largest shape of the profile; enqueue asks again for the actual shape.
-    SparseBlockShape const shape = makeShape(inputs[kIN_X].max, mCfg);
+    SparseBlockShape const shape = kernelShape(inputs[kIN_X].max, mCfg, inputs[kIN_X].desc.format);
     try
     {
         // configurePlugin rejects such a profile first; say why here too rather than return 0 silently.
@@ -291,20 +324,33 @@ std::string SMSRSparseBlockPlugin::checkRuntime(
     {
         types[i] = in[i].type;
         dims[i] = in[i].dims;
-        if (in[i].format != TensorFormat::kLINEAR)
-            return std::string(inputName(i)) + " is not in linear format";
+        bool const xHwc8 = i == kIN_X && isChannelsLast(in[i].format);
+        if (in[i].format != nvinfer1::TensorFormat::kLINEAR && !xHwc8)
+            return std::string(inputName(i)) + (i == kIN_X ? " must be linear or HWC8" : " is not in linear format");
     }
     std::string err = checkInputTypes(types, nbInputs);
     if (err.empty())
         err = checkInputDims(dims, nbInputs, mCfg);
     if (!err.empty())
         return err;
-    if (out[0].type != types[kIN_X] || out[0].format != TensorFormat::kLINEAR)
-        return "output y must be linear " + std::string(typeName(types[kIN_X]));
+    nvinfer1::TensorFormat const fx = in[kIN_X].format;
+    if (isChannelsLast(fx) && (types[kIN_X] != nvinfer1::DataType::kHALF || dims[kIN_X].d[1] % 8 != 0))
+        return "x in HWC8 format needs FP16 and C % 8 == 0, got " + std::string(typeName(types[kIN_X])) + " C="
+            + std::to_string(dims[kIN_X].d[1]);
+    if (out[0].type != types[kIN_X] || out[0].format != fx)
+        return std::string("output y must have x's type and format (") + typeName(types[kIN_X])
+            + (isChannelsLast(fx) ? ", HWC8)" : ", linear)");
     for (int32_t i = 0; i < 4; ++i)
         if (out[0].dims.nbDims != 4 || out[0].dims.d[i] != dims[kIN_X].d[i])
             return "output y has shape " + dimsString(out[0].dims) + ", expected x's " + dimsString(dims[kIN_X]);
-    return checkKernelShape(makeShape(dims[kIN_X], mCfg));
+    return checkKernelShape(kernelShape(dims[kIN_X], mCfg, fx));
+}
+
+bool SMSRSparseBlockPlugin::sameAsValidated(PluginTensorDesc const* in, PluginTensorDesc const* out) const noexcept
+{
+    return mRun.valid && in[kIN_X].type == mRun.type && in[kIN_X].format == mRun.format
+        && out[0].format == mRun.format && out[0].type == mRun.type && sameDims(in[kIN_X].dims, mRun.x)
+        && sameDims(in[kIN_MASK].dims, mRun.mask) && sameDims(out[0].dims, mRun.y);
 }
 
 int32_t SMSRSparseBlockPlugin::onShapeChange(
@@ -312,12 +358,23 @@ int32_t SMSRSparseBlockPlugin::onShapeChange(
 {
     try
     {
+        mRun.valid = false;
         std::string const err = checkRuntime(in, nbInputs, out, nbOutputs);
         if (!err.empty())
         {
             fail(err);
             return -1;
         }
+        // Everything enqueue needs, computed once per shape.
+        mRun.x = in[kIN_X].dims;
+        mRun.mask = in[kIN_MASK].dims;
+        mRun.y = out[0].dims;
+        mRun.type = in[kIN_X].type;
+        mRun.format = in[kIN_X].format;
+        mRun.shape = kernelShape(in[kIN_X].dims, mCfg, in[kIN_X].format);
+        toKernelType(mRun.type, mRun.kernelType); // checked by checkRuntime
+        mRun.workspace = getSparseBlockWorkspaceSize(mRun.shape, mRun.kernelType);
+        mRun.valid = true;
         return 0;
     }
     catch (...)
@@ -332,21 +389,31 @@ int32_t SMSRSparseBlockPlugin::enqueue(PluginTensorDesc const* inputDesc, Plugin
 {
     try
     {
-        // Cheap on success (no allocation): guards the kernels against shapes they were not configured for.
-        std::string const err = checkRuntime(inputDesc, kNB_INPUTS, outputDesc, kNB_OUTPUTS);
-        if (!err.empty())
+        // Success path: integer compares and the launches only (no allocation, no formatting, no sync: CUDA-graph
+        // capturable). Messages are built only on the failure paths.
+        if (inputDesc == nullptr || outputDesc == nullptr)
         {
-            fail(err);
+            fail("enqueue called without tensor descriptors");
             return -1;
         }
+        if (!sameAsValidated(inputDesc, outputDesc) && onShapeChange(inputDesc, kNB_INPUTS, outputDesc, kNB_OUTPUTS) != 0)
+            return -1; // not the descriptors onShapeChange validated: full check (it reports why)
         if (inputs == nullptr || outputs == nullptr)
         {
             fail("enqueue called without tensor pointers");
             return -1;
         }
-        smsr::DataType type{};
-        toKernelType(inputDesc[kIN_X].type, type); // checked by checkRuntime
-        SparseBlockShape const shape = makeShape(inputDesc[kIN_X].dims, mCfg);
+        // An error left pending by earlier work on this thread is reported, not cleared (cudaPeekAtLastError):
+        // the kernel library then reads exactly its own launches' status with cudaGetLastError.
+        cudaError_t const pending = cudaPeekAtLastError();
+        if (pending != cudaSuccess)
+        {
+            fail(std::string("a CUDA error was already pending before this layer ran (left in place): ")
+                + cudaGetErrorName(pending) + " (" + cudaGetErrorString(pending) + ")");
+            return -1;
+        }
+        smsr::DataType const type = mRun.kernelType;
+        SparseBlockShape const& shape = mRun.shape;
         SparseBlockTensors t{};
         t.x = inputs[kIN_X];
         t.mask = inputs[kIN_MASK];
@@ -356,7 +423,7 @@ int32_t SMSRSparseBlockPlugin::enqueue(PluginTensorDesc const* inputDesc, Plugin
         t.collectBias = inputs[kIN_BC];
         t.y = outputs[0];
         // The workspace TensorRT gives is sized for the profile's largest shape, so it covers this one.
-        size_t const wsSize = getSparseBlockWorkspaceSize(shape, type);
+        size_t const wsSize = mRun.workspace;
         cudaError_t const status = enqueueSparseBlock(shape, type, t, workspace, wsSize, stream);
         if (status != cudaSuccess)
         {

@@ -77,6 +77,21 @@ private:
     //! Full check of concrete runtime descriptors; "" when fine.
     std::string checkRuntime(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
         nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) const;
+    //! True when enqueue's descriptors are the ones onShapeChange validated (integer compares only).
+    bool sameAsValidated(nvinfer1::PluginTensorDesc const* in, nvinfer1::PluginTensorDesc const* out) const noexcept;
+
+    //! What onShapeChange validated, so enqueue neither re-checks nor formats anything on its success path.
+    struct RunConfig
+    {
+        bool valid{false};
+        nvinfer1::Dims x{}, mask{}, y{};
+        nvinfer1::DataType type{nvinfer1::DataType::kFLOAT};
+        nvinfer1::TensorFormat format{nvinfer1::TensorFormat::kLINEAR};
+        SparseBlockShape shape{};
+        DataType kernelType{DataType::kFLOAT};
+        size_t workspace{0};
+    };
+    RunConfig mRun;
 
     std::string mLayerName;
     BlockConfig mCfg;

@@ -6,7 +6,8 @@
  * __syncthreads (checked: all live threads, same source line), static __shared__ (function statics; blocks run
  * one at a time), dynamic shared memory (SIMT_DYNAMIC_SHARED, poisoned with 0xFF = NaN before every block),
  * warp intrinsics (__shfl*_sync, __ballot/__any/__all_sync, __syncwarp, __activemask), atomics, __half,
- * nvcuda::wmma m16n16k16 half->float fragments (warp-wide, alignment-checked), and the small part of the CUDA
+ * nvcuda::wmma m16n16k16 half->float fragments (warp-wide, alignment-checked), the <cuda_pipeline.h> cp.async
+ * primitives (copies land at the issuing thread's __pipeline_wait_prior), and the small part of the CUDA
  * runtime API kernels' host code uses (malloc/memcpy/memset/streams/errors; everything synchronous).
  *
  * Scheduling: a block's warps run one after another in a chosen order (ascending, descending or random per
@@ -314,6 +315,27 @@ inline T __ldg(T const* p)
 }
 inline void __threadfence() {}
 inline void __threadfence_block() {}
+
+// ----------------------------------------------------------------------------------------------- cp.async
+// <cuda_pipeline.h> primitives (sm_80 cp.async). Each thread queues its copies; the source is read when the copy is
+// issued, but the shared-memory destination is written only when the issuing thread's __pipeline_wait_prior(N)
+// retires the batch (all committed batches except the N newest). A missing or too-weak wait leaves stale data in
+// shared memory, as on the GPU when the copy has not landed yet.
+namespace simt
+{
+namespace detail
+{
+void pipelineCopy(void* dst, void const* src, size_t bytes, size_t zfill);
+void pipelineCommit();
+void pipelineWaitPrior(size_t newestPending);
+} // namespace detail
+} // namespace simt
+inline void __pipeline_memcpy_async(void* dst, void const* src, size_t sizeAndAlign, size_t zfill = 0)
+{
+    simt::detail::pipelineCopy(dst, src, sizeAndAlign, zfill);
+}
+inline void __pipeline_commit() { simt::detail::pipelineCommit(); }
+inline void __pipeline_wait_prior(size_t prior) { simt::detail::pipelineWaitPrior(prior); }
 
 // ----------------------------------------------------------------------------------------------- wmma
 namespace nvcuda

@@ -486,6 +486,71 @@ unsigned activeMask()
 }
 
 float* warpScratch() { return gWarps[gCurrent->linear / 32].scratch; }
+// ------------------------------------------------------------------------------------------- cp.async queues
+namespace
+{
+struct PendingCopy
+{
+    unsigned char* dst;
+    unsigned char data[16];
+    uint32_t bytes;
+    uint64_t batch; // index of the batch it belongs to (= commits made by the thread before it was issued)
+};
+struct CopyQueue
+{
+    std::vector<PendingCopy> pending;
+    uint64_t commits{0};
+};
+std::vector<CopyQueue> gCopyQueues; // one per thread of the running block, reset at every block start
+
+CopyQueue& myQueue()
+{
+    if (!gRunning)
+        fail("cp.async primitive called outside a kernel");
+    return gCopyQueues[gRunning->ts.linear];
+}
+} // namespace
+
+void pipelineCopy(void* dst, void const* src, size_t bytes, size_t zfill)
+{
+    CopyQueue& q = myQueue();
+    if (bytes != 4 && bytes != 8 && bytes != 16)
+        fail("__pipeline_memcpy_async: size %zu is not 4, 8 or 16", bytes);
+    if (zfill > bytes)
+        fail("__pipeline_memcpy_async: zfill %zu > size %zu", zfill, bytes);
+    if (reinterpret_cast<uintptr_t>(dst) % bytes != 0 || reinterpret_cast<uintptr_t>(src) % bytes != 0)
+        fail("__pipeline_memcpy_async: %zu-byte copy with misaligned pointers (dst %p, src %p)", bytes, dst, src);
+    unsigned char* const d = static_cast<unsigned char*>(dst);
+    if (!gDynSmemPtr || d < gDynSmemPtr || d + bytes > gDynSmemPtr + gDynSmemBytes)
+        fail("__pipeline_memcpy_async: destination %p is not inside the block's dynamic shared memory", dst);
+    PendingCopy c{};
+    c.dst = d;
+    c.bytes = uint32_t(bytes);
+    c.batch = q.commits;
+    if (bytes > zfill) // src-size 0 reads nothing (predicated-off copy)
+        std::memcpy(c.data, src, bytes - zfill);
+    q.pending.push_back(c);
+}
+
+void pipelineCommit() { ++myQueue().commits; }
+
+void pipelineWaitPrior(size_t newestPending)
+{
+    CopyQueue& q = myQueue();
+    // Batches [0, commits - newestPending) must have landed; copies not yet committed are never waited for.
+    uint64_t const limit = q.commits > newestPending ? q.commits - newestPending : 0;
+    size_t keep = 0;
+    for (size_t i = 0; i < q.pending.size(); ++i)
+    {
+        PendingCopy const& c = q.pending[i];
+        if (c.batch < limit)
+            std::memcpy(c.dst, c.data, c.bytes);
+        else
+            q.pending[keep++] = c;
+    }
+    q.pending.resize(keep);
+}
+
 
 void launch(char const* name, std::function<void()> body, dim3 grid, dim3 block, size_t smem)
 {
@@ -540,6 +605,7 @@ void launch(char const* name, std::function<void()> body, dim3 grid, dim3 block,
                     ts.tidx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
                     initFiber(gFibers[t], ts);
                 }
+                gCopyQueues.assign(n, CopyQueue{}); // copies never waited for by a finished block are dropped
                 for (Warp& w : gWarps)
                     w.arrived = 0;
                 gBlockArrived = 0;

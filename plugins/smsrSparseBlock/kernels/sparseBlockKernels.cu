@@ -1,11 +1,14 @@
 /*
- * SMSRSparseBlock launch API: workspace layout and the launch sequence
- *   memset(list counters) -> classifyPixels -> transposeWeights -> conv layer 0..3 -> collect
- * Everything is asynchronous on the caller's stream; nothing is allocated. Compiled by nvcc (smsr_kernels) and,
+ * SMSRSparseBlock launch API: workspace layout and the launch sequence (6 stream operations, all asynchronous):
+ *   memset(list counters) -> prepareKernel (neighbour map [+ pack planar x]) -> layerKernel 0, 1, 2 -> layerKernel 3
+ *   with the fused collect; plus padWeightsKernel first when an output channel count is not a multiple of 8 (never
+ *   for the official model: its weights are read in place).
+ * Nothing is allocated or formatted; the launch is CUDA-graph capturable. Compiled by nvcc (smsr_kernels) and,
  * through emu/sparseBlockKernelsEmu.cpp, by the host compiler under the SIMT layer (smsr_kernels_emu).
  */
 #include "sparseBlockKernels.h"
-#include "sparseBlockKernels.cuh"
+#include "layerKernel.cuh"
+#include "neighbourMap.cuh"
 
 namespace smsr
 {
@@ -15,17 +18,48 @@ namespace
 constexpr size_t kAlign = 256;
 size_t alignUp(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
+size_t totalPixels(SparseBlockShape const& s) { return size_t(s.batch) * s.height * s.width; }
+
+//! Padded channel layout of a tensor with D dense and S sparse channels (see blockParams.cuh).
+struct Padded
+{
+    int dense, sparse, padDense, stride;
+};
+Padded padded(int dense, int sparse)
+{
+#if defined(SMSR_INJECT_BUG_MISALIGNED_VECTOR)
+    return Padded{dense, sparse, dense, dense + sparse}; // test-only: no padding (16-byte copies misaligned)
+#else
+    return Padded{dense, sparse, kern::pad8(dense), kern::pad8(dense) + kern::pad8(sparse)};
+#endif
+}
+
 struct WorkspaceLayout
 {
     size_t counts{0};   //!< 2 x int32: active / inactive pixel counts
-    size_t active{0};   //!< int32 per pixel
-    size_t inactive{0}; //!< int32 per pixel
-    size_t features[kSparseBlockLayers]{}; //!< f_l, N x H x W x (D_l+S_l), I/O type
-    size_t weights[kSparseBlockLayers + 1]{}; //!< w0..w3, wc transposed to [tap][ci][co], I/O type
+    size_t active{0};   //!< int4 neighbour-map entry per pixel
+    size_t inactive{0};
+    size_t packed{0};   //!< planar x packed channels-last (kNCHW input only)
+    size_t features[kSparseBlockLayers]{}; //!< f_l, N*H*W x P_l, I/O type
+    size_t weights[kSparseBlockLayers + 1]{}; //!< zero-padded copies of w_l / wc (only when Cout % 8 != 0)
+    bool padded[kSparseBlockLayers + 1]{};
     size_t total{0};
 };
 
-size_t totalPixels(SparseBlockShape const& s) { return size_t(s.batch) * s.height * s.width; }
+//! Rows and columns (output channels) of w_0..w_3 and wc.
+void weightMatrix(SparseBlockShape const& s, int l, int& rows, int& cols)
+{
+    if (l < kSparseBlockLayers)
+    {
+        rows = 9 * layerInChannels(s, l);
+        cols = layerOutChannels(s, l);
+    }
+    else
+    {
+        rows = collectInChannels(s);
+        cols = s.channels;
+    }
+}
 
 WorkspaceLayout layoutFor(SparseBlockShape const& s, DataType type)
 {
@@ -36,23 +70,49 @@ WorkspaceLayout layoutFor(SparseBlockShape const& s, DataType type)
     L.counts = off;
     off += alignUp(2 * sizeof(int));
     L.active = off;
-    off += alignUp(pixels * sizeof(int));
+    off += alignUp(pixels * 16);
     L.inactive = off;
-    off += alignUp(pixels * sizeof(int));
+    off += alignUp(pixels * 16);
+    L.packed = off;
+    if (s.format == TensorFormat::kNCHW)
+        off += alignUp(pixels * size_t(padded(s.channels, 0).stride) * elem);
     for (int l = 0; l < kSparseBlockLayers; ++l)
     {
         L.features[l] = off;
-        off += alignUp(pixels * layerOutChannels(s, l) * elem);
+        off += alignUp(pixels * size_t(padded(s.dense[l], s.sparse[l]).stride) * elem);
     }
     for (int l = 0; l <= kSparseBlockLayers; ++l)
     {
+        int rows = 0, cols = 0;
+        weightMatrix(s, l, rows, cols);
+        L.padded[l] = cols % kern::kPad != 0;
         L.weights[l] = off;
-        size_t const n = l < kSparseBlockLayers ? size_t(layerOutChannels(s, l)) * layerInChannels(s, l) * 9
-                                                : size_t(s.channels) * collectInChannels(s);
-        off += alignUp(n * elem);
+        if (L.padded[l])
+            off += alignUp(size_t(rows) * kern::pad8(cols) * elem);
     }
     L.total = off;
     return L;
+}
+
+//! Shapes the kernels cannot run (beyond validateSparseBlockShape): nullptr if fine.
+bool supported(SparseBlockShape const& s, DataType type)
+{
+    if (validateSparseBlockShape(s) != nullptr || totalPixels(s) > kMaxSparseBlockPixels)
+        return false;
+    if (type != DataType::kFLOAT && type != DataType::kHALF)
+        return false;
+    if (s.batch > 65535) // prepare grid z
+        return false;
+    // Channels-last I/O is read in place with 16-byte vectors: FP16 and whole groups of 8 channels.
+    if (s.format == TensorFormat::kNHWC && (type != DataType::kHALF || s.channels % 8 != 0))
+        return false;
+    return true;
+}
+
+template <typename T>
+kern::FeatureRef<T> featureRef(T const* base, Padded const& p)
+{
+    return kern::FeatureRef<T>{base, p.stride, p.dense, p.sparse, p.padDense};
 }
 
 template <typename T>
@@ -60,89 +120,108 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
 {
     WorkspaceLayout const L = layoutFor(s, sizeof(T) == 2 ? DataType::kHALF : DataType::kFLOAT);
     int* const counts = reinterpret_cast<int*>(ws + L.counts);
-    int* const active = reinterpret_cast<int*>(ws + L.active);
-    int* const inactive = reinterpret_cast<int*>(ws + L.inactive);
-    T const* const mask = static_cast<T const*>(t.mask);
+    int4* const active = reinterpret_cast<int4*>(ws + L.active);
+    int4* const inactive = reinterpret_cast<int4*>(ws + L.inactive);
+    bool const nhwc = s.format == TensorFormat::kNHWC;
     int const pixels = int(totalPixels(s));
 
     cudaError_t err = cudaMemsetAsync(counts, 0, 2 * sizeof(int), stream);
     if (err != cudaSuccess)
         return err;
-    int const pixelsPerBlock = kern::kThreads; // one warp per 32 pixels
-    auto classify = &kern::classifyPixelsKernel<T>;
-    SIMT_LAUNCH(classify, dim3((pixels + pixelsPerBlock - 1) / pixelsPerBlock), dim3(kern::kThreads), 0, stream)(
-        mask, pixels, counts, active, inactive);
 
-    // Weights arrive as [tap][ci][co] (op contract v2): copied to the workspace as before (the copy goes with
-    // the kernel rewrite).
-    kern::WeightJobs<T> jobs{};
+    // B rows must be 16-byte vectors: zero-padded copies of the weight matrices whose output channel count is not a
+    // multiple of 8 (odd test shapes; the official model's are read in place).
+    T const* wSrc[kSparseBlockLayers + 1];
+    T const* wUse[kSparseBlockLayers + 1];
+    int wLd[kSparseBlockLayers + 1];
     for (int l = 0; l <= kSparseBlockLayers; ++l)
     {
-        bool const collect = l == kSparseBlockLayers;
-        jobs.job[l].src = static_cast<T const*>(collect ? t.collectWeight : t.weights[l]);
-        jobs.job[l].dst = reinterpret_cast<T*>(ws + L.weights[l]);
-        jobs.job[l].cout = collect ? s.channels : layerOutChannels(s, l);
-        jobs.job[l].cin = collect ? collectInChannels(s) : layerInChannels(s, l);
-        jobs.job[l].taps = collect ? 1 : 9;
+        int rows = 0, cols = 0;
+        weightMatrix(s, l, rows, cols);
+        wSrc[l] = static_cast<T const*>(l < kSparseBlockLayers ? t.weights[l] : t.collectWeight);
+        wUse[l] = L.padded[l] ? reinterpret_cast<T const*>(ws + L.weights[l]) : wSrc[l];
+        wLd[l] = L.padded[l] ? kern::pad8(cols) : cols;
+        if (L.padded[l])
+        {
+            auto pad = &kern::padWeightsKernel<T>;
+            kern::PadJob<T> const job{wSrc[l], const_cast<T*>(wUse[l]), rows, cols};
+            SIMT_LAUNCH(pad, dim3(unsigned(rows)), dim3(256), 0, stream)(job);
+        }
     }
-    auto transpose = &kern::transposeWeightsKernel<T>;
-    SIMT_LAUNCH(transpose, dim3(16, kSparseBlockLayers + 1), dim3(kern::kThreads), 0, stream)(jobs);
 
-    kern::GemmParams<T> P{};
-    P.h = s.height;
-    P.w = s.width;
-    P.mask = mask;
+    kern::PrepareParams<T> pp{};
+    pp.mask = static_cast<T const*>(t.mask);
+    pp.h = s.height;
+    pp.w = s.width;
+    pp.counts = counts;
+    pp.activeList = active;
+    pp.inactiveList = inactive;
+    pp.x = nhwc ? nullptr : static_cast<T const*>(t.x);
+    pp.channels = s.channels;
+    pp.packed = reinterpret_cast<T*>(ws + L.packed);
+    auto prepare = &kern::prepareKernel<T>;
+    dim3 const prepGrid(
+        unsigned(s.height), unsigned((s.width + kern::kPrepThreads - 1) / kern::kPrepThreads), unsigned(s.batch));
+    SIMT_LAUNCH(prepare, prepGrid, dim3(kern::kPrepThreads), 0, stream)(pp);
+
+    kern::LayerParams<T> P{};
     P.counts = counts;
-    P.activePixels = active;
-    P.inactivePixels = inactive;
-    auto gemm = &kern::rowGemmKernel<T>;
-    size_t const smem = kern::SmemLayout<T>::kBytes;
+    P.activeList = active;
+    P.inactiveList = inactive;
+    for (int tap = 0; tap < 9; ++tap)
+    {
+        int const dy = tap / 3 - 1, dx = tap % 3 - 1;
+#if defined(SMSR_INJECT_BUG_TAP_DELTA)
+        P.tapDelta[tap] = dy * s.width - dx; // test-only: mirrored columns
+#else
+        P.tapDelta[tap] = dy * s.width + dx;
+#endif
+    }
+    Padded const inPad = nhwc ? Padded{s.channels, 0, s.channels, s.channels} : padded(s.channels, 0);
+    T const* const x0 = nhwc ? static_cast<T const*>(t.x) : reinterpret_cast<T const*>(ws + L.packed);
+    int collectRow = 0;
+    for (int l = 0; l < kSparseBlockLayers; ++l)
+    {
+        Padded const o = padded(s.dense[l], s.sparse[l]);
+        P.f[l] = featureRef<T>(reinterpret_cast<T const*>(ws + L.features[l]), o);
+        P.collectRow[l] = collectRow;
+        collectRow += layerOutChannels(s, l);
+    }
+    P.wc = wUse[kSparseBlockLayers];
+    P.wcLd = wLd[kSparseBlockLayers];
+    P.bc = static_cast<T const*>(t.collectBias);
+    P.channels = s.channels;
+    P.hw = s.height * s.width;
+    P.yNhwc = nhwc ? 1 : 0;
+    P.y = static_cast<T*>(t.y);
+
+    size_t const smem = kern::TileLayout<T>::kBytes;
     // ceil(A/128) + ceil(I/128) <= ceil(pixels/128) + 1 blocks cover both lists whatever the mask.
-    dim3 const grid((pixels + kern::kRows - 1) / kern::kRows + 1);
-
-    // Conv layers: active pixels use every input channel (sparse ones only where the mask is set at the source
-    // pixel); inactive pixels compute the dense outputs from the dense inputs.
+    dim3 const grid(unsigned((pixels + kern::kRows - 1) / kern::kRows + 1));
     for (int l = 0; l < kSparseBlockLayers; ++l)
     {
-        int const cin = layerInChannels(s, l);
-        int const dIn = l == 0 ? cin : s.dense[l - 1];
-        T const* src = l == 0 ? static_cast<T const*>(t.x) : reinterpret_cast<T const*>(ws + L.features[l - 1]);
-        T const* w = reinterpret_cast<T const*>(ws + L.weights[l]);
-        int const cout = layerOutChannels(s, l);
-        P.numActiveParts = 1;
-        P.active[0] = kern::GemmPart<T>{src, l == 0, cin, cin, dIn, w, cin, 0, cout, 9};
-        P.numInactiveParts = dIn > 0 ? 1 : 0;
-        P.inactive[0] = kern::GemmPart<T>{src, l == 0, cin, dIn, dIn, w, cin, 0, cout, 9};
-        P.coutActive = layerOutChannels(s, l);
-        P.coutInactive = s.dense[l];
-        P.coutStride = layerOutChannels(s, l);
-        P.collect = 0;
-        P.out = reinterpret_cast<T*>(ws + L.features[l]);
-        P.bias = nullptr;
-        SIMT_LAUNCH(gemm, grid, dim3(kern::kThreads), smem, stream)(P);
+        P.in = l == 0 ? featureRef<T>(x0, inPad) : P.f[l - 1];
+        P.w = wUse[l];
+        P.wLd = wLd[l];
+        P.cin = layerInChannels(s, l);
+        P.cout = layerOutChannels(s, l);
+        P.dOut = s.dense[l];
+        P.sOut = s.sparse[l];
+        P.out = const_cast<T*>(P.f[l].base);
+        P.outStride = P.f[l].stride;
+        P.outPadDense = P.f[l].padDense;
+        if (l + 1 < kSparseBlockLayers)
+        {
+            auto layer = &kern::layerKernel<T, false>;
+            SIMT_LAUNCH(layer, grid, dim3(kern::kThreads), smem, stream)(P);
+        }
+        else
+        {
+            auto last = &kern::layerKernel<T, true>;
+            SIMT_LAUNCH(last, grid, dim3(kern::kThreads), smem, stream)(P);
+        }
     }
-
-    // Collect: y = wc * concat(f_0..f_3) + bc; inactive pixels see only the dense channels (sparse ones are 0 there).
-    int const cc = collectInChannels(s);
-    int off = 0;
-    P.numActiveParts = P.numInactiveParts = 0;
-    T const* wc = reinterpret_cast<T const*>(ws + L.weights[kSparseBlockLayers]);
-    for (int l = 0; l < kSparseBlockLayers; ++l)
-    {
-        int const cl = layerOutChannels(s, l);
-        T const* f = reinterpret_cast<T const*>(ws + L.features[l]);
-        P.active[P.numActiveParts++] = kern::GemmPart<T>{f, 0, cl, cl, cl, wc, cc, off, s.channels, 1};
-        if (s.dense[l] > 0)
-            P.inactive[P.numInactiveParts++] = kern::GemmPart<T>{f, 0, cl, s.dense[l], s.dense[l], wc, cc, off, s.channels, 1};
-        off += cl;
-    }
-    P.coutActive = s.channels;
-    P.coutInactive = s.channels; // every output pixel gets at least the bias
-    P.coutStride = s.channels;
-    P.collect = 1;
-    P.out = static_cast<T*>(t.y);
-    P.bias = static_cast<T const*>(t.collectBias);
-    SIMT_LAUNCH(gemm, grid, dim3(kern::kThreads), smem, stream)(P);
+    // No error was pending at entry (checked there), so this is exactly our launches' status.
     return cudaGetLastError();
 }
 
@@ -150,7 +229,7 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
 
 size_t getSparseBlockWorkspaceSize(SparseBlockShape const& shape, DataType type) noexcept
 {
-    if (validateSparseBlockShape(shape) != nullptr || totalPixels(shape) > kMaxSparseBlockPixels)
+    if (!supported(shape, type))
         return 0;
     return layoutFor(shape, type).total;
 }
@@ -158,19 +237,28 @@ size_t getSparseBlockWorkspaceSize(SparseBlockShape const& shape, DataType type)
 cudaError_t enqueueSparseBlock(SparseBlockShape const& shape, DataType type, SparseBlockTensors const& tensors,
     void* workspace, size_t workspaceSize, cudaStream_t stream) noexcept
 {
-    // Pixel lists hold int32 indices n*H*W + y*W + x.
-    if (validateSparseBlockShape(shape) != nullptr || totalPixels(shape) > kMaxSparseBlockPixels
-        || (type != DataType::kFLOAT && type != DataType::kHALF))
+    if (!supported(shape, type))
         return cudaErrorInvalidValue;
     if (!tensors.x || !tensors.mask || !tensors.collectWeight || !tensors.collectBias || !tensors.y)
         return cudaErrorInvalidValue;
     for (int l = 0; l < kSparseBlockLayers; ++l)
         if (!tensors.weights[l])
             return cudaErrorInvalidValue;
-    size_t const need = getSparseBlockWorkspaceSize(shape, type);
-    if (!workspace || workspaceSize < need)
+    if (shape.format == TensorFormat::kNHWC
+        && (reinterpret_cast<uintptr_t>(tensors.x) % 16 != 0 || reinterpret_cast<uintptr_t>(tensors.y) % 16 != 0))
         return cudaErrorInvalidValue;
-    (void) cudaGetLastError(); // report only this call's launch errors
+    // Weights are read in place with 16-byte vectors (TensorRT and cudaMalloc give 256-byte aligned buffers).
+    for (int l = 0; l <= kSparseBlockLayers; ++l)
+        if (reinterpret_cast<uintptr_t>(l < kSparseBlockLayers ? tensors.weights[l] : tensors.collectWeight) % 16 != 0)
+            return cudaErrorInvalidValue;
+    size_t const need = getSparseBlockWorkspaceSize(shape, type);
+    if (!workspace || workspaceSize < need || reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
+        return cudaErrorInvalidValue;
+    // An error left pending by earlier, unrelated work is returned as is and not cleared (its owner may still want
+    // it); our own launch errors are then read with cudaGetLastError after the launches.
+    cudaError_t const pending = cudaPeekAtLastError();
+    if (pending != cudaSuccess)
+        return pending;
     unsigned char* ws = static_cast<unsigned char*>(workspace);
     return type == DataType::kHALF ? enqueueTyped<__half>(shape, tensors, ws, stream)
                                    : enqueueTyped<float>(shape, tensors, ws, stream);

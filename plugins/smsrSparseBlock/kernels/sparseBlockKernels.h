@@ -6,7 +6,9 @@
  *   for l in 0..3:  z   = conv3x3(x_dense_in, W_l[:, dense_in]) + M * conv3x3(x_sparse_in, W_l[:, sparse_in])
  *                   z[sparse_out] *= M ;  f_l = ReLU(z)
  *   y = collect1x1(concat(f_0..f_3)) + bias
- * Layer 0's input is all dense (the block input x). Channels are permuted dense-first on every axis.
+ * Layer 0's input is all dense (the block input x). Channels are permuted dense-first on every axis; weights come in
+ * the layout the kernels read (w_l [ky][kx][ci][co], wc [ci][co]); x and y are NCHW or NHWC (SparseBlockShape::format).
+ * Design and resources: plugins/smsrSparseBlock/README.md.
  */
 #pragma once
 
@@ -28,8 +30,9 @@ constexpr size_t kMaxSparseBlockPixels = size_t(1) << 30;
 //! Bytes of device workspace enqueueSparseBlock needs (0 allowed). Host-only, no CUDA calls.
 size_t getSparseBlockWorkspaceSize(SparseBlockShape const& shape, DataType type) noexcept;
 
-//! Launch the block on `stream`. Returns cudaErrorInvalidValue for an invalid shape, null pointers
-//! or a too-small workspace; otherwise the launch status.
+//! Launch the block on `stream`. Returns cudaErrorInvalidValue for an invalid or unsupported shape (kNHWC needs FP16
+//! and C % 8 == 0), null or misaligned pointers (weights, and x/y for kNHWC: 16 bytes) or a too-small workspace; an
+//! error already pending on the thread (returned as is, not cleared); otherwise the status of its own launches.
 cudaError_t enqueueSparseBlock(SparseBlockShape const& shape, DataType type, SparseBlockTensors const& tensors,
     void* workspace, size_t workspaceSize, cudaStream_t stream) noexcept;
 

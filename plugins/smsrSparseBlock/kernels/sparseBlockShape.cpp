@@ -18,6 +18,8 @@ char const* validateSparseBlockShape(SparseBlockShape const& s) noexcept
         if (s.dense[l] + s.sparse[l] < 1)
             return "SMSRSparseBlock: every layer needs at least one output channel (dense + sparse >= 1)";
     }
+    if (s.format != TensorFormat::kNCHW && s.format != TensorFormat::kNHWC)
+        return "SMSRSparseBlock: unknown tensor format";
     // Guard index arithmetic (int32 offsets inside one image plane stack).
     int64_t const plane = int64_t(s.height) * s.width;
     if (plane * collectInChannels(s) > (int64_t(1) << 31) - 1)

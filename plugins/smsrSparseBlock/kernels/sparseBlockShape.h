@@ -18,6 +18,13 @@ enum class DataType : int32_t
     kHALF = 1,  //!< float16 I/O, float32 accumulate
 };
 
+//! Memory layout of the block input x and output y (the mask is always N x 1 x H x W).
+enum class TensorFormat : int32_t
+{
+    kNCHW = 0, //!< planar (TensorRT kLINEAR)
+    kNHWC = 1, //!< channels-last, channel stride C (TensorRT kHWC8 when C % 8 == 0); FP16 only, C % 8 == 0
+};
+
 //! Static description of one block invocation.
 struct SparseBlockShape
 {
@@ -27,17 +34,18 @@ struct SparseBlockShape
     int32_t width{0};    //!< W
     int32_t dense[kSparseBlockLayers]{};  //!< D_l: dense output channels of layer l
     int32_t sparse[kSparseBlockLayers]{}; //!< S_l: sparse output channels of layer l
+    TensorFormat format{TensorFormat::kNCHW}; //!< layout of x and y
 };
 
 //! Device pointers of one invocation; all float tensors share the DataType.
 struct SparseBlockTensors
 {
-    void const* x{nullptr};                          //!< N x C x H x W
+    void const* x{nullptr};                          //!< N x C x H x W (kNCHW) or N x H x W x C (kNHWC)
     void const* mask{nullptr};                       //!< N x 1 x H x W, values exactly 0 or 1
-    void const* weights[kSparseBlockLayers]{};       //!< 3 x 3 x Cin_l x (D_l+S_l), Cin_0 = C, Cin_l = D_{l-1}+S_{l-1}
-    void const* collectWeight{nullptr};              //!< (1 x 1 x) sum_l(D_l+S_l) x C
+    void const* weights[kSparseBlockLayers]{};       //!< 3 x 3 x Cin_l x Cout_l ([ky][kx][ci][co]), Cin_0 = C, Cin_l = Cout_{l-1}
+    void const* collectWeight{nullptr};              //!< 1 x 1 x sum_l(Cout_l) x C ([ci][co])
     void const* collectBias{nullptr};                //!< C
-    void* y{nullptr};                                //!< N x C x H x W
+    void* y{nullptr};                                //!< N x C x H x W (kNCHW) or N x H x W x C (kNHWC)
 };
 
 //! Output channels D_l+S_l of layer l; input channels of layer l (C for l=0).

@@ -376,6 +376,22 @@ void testPlugin(IPluginCreatorV3One* c)
         CHECK(!build->supportsFormatCombination(8, io.data(), 8, 1));
         io = dynDesc(d, DataType::kHALF, TensorFormat::kCHW2);
         CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        // FP16 channels-last: x and y in kHWC8 (C = 64), everything else linear; never for FP32 or C % 8 != 0.
+        io = dynDesc(d, DataType::kHALF);
+        io[0].desc.format = io[8].desc.format = TensorFormat::kHWC8;
+        for (int32_t pos = 0; pos < 9; ++pos)
+            CHECK(build->supportsFormatCombination(pos, io.data(), 8, 1));
+        io[8].desc.format = TensorFormat::kLINEAR; // y must follow x
+        CHECK(!build->supportsFormatCombination(8, io.data(), 8, 1));
+        io[1].desc.format = TensorFormat::kHWC8; // the mask (and the weights) stay linear
+        CHECK(!build->supportsFormatCombination(1, io.data(), 8, 1));
+        io = dynDesc(d, DataType::kFLOAT);
+        io[0].desc.format = TensorFormat::kHWC8;
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        io = dynDesc(d, DataType::kHALF);
+        io[0].desc.format = TensorFormat::kHWC8;
+        io[0].desc.dims.d[1] = 12;
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
         io = dynDesc(d, DataType::kFLOAT);
         CHECK(!build->supportsFormatCombination(9, io.data(), 8, 1));
         CHECK(!build->supportsFormatCombination(-1, io.data(), 8, 1));
@@ -625,10 +641,17 @@ float roundHalf(float v) { return __half2float(__float2half_rn(v)); }
 
 //! One plugin run through the TensorRT call sequence (configurePlugin on a dynamic profile larger than the
 //! actual shape, getWorkspaceSize, attachToContext, onShapeChange, enqueue) against the naive reference.
-void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint32_t seed)
+//! hwc8: x and y in TensorRT's kHWC8 (FP16, C % 8 == 0: exactly N x H x W x C), the rest linear.
+void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint32_t seed, bool hwc8 = false)
 {
     bool const half = type == DataType::kHALF;
-    char const* const tname = half ? "FP16" : "FP32";
+    char const* const tname = hwc8 ? "FP16 HWC8" : half ? "FP16" : "FP32";
+    size_t const planeHW = size_t(b.h) * b.w;
+    // Element j of planar N x C x HW at its place in the channels-last buffer.
+    auto const place = [&](size_t j) {
+        size_t const p = j % planeHW, ch = j / planeHW % size_t(b.c), n = j / (planeHW * b.c);
+        return hwc8 ? (n * planeHW + p) * b.c + ch : j;
+    };
     Fields f;
     f.f.emplace_back("dense_channels", b.dense, PluginFieldType::kINT32, 4);
     f.f.emplace_back("sparse_channels", b.sparse, PluginFieldType::kINT32, 4);
@@ -638,6 +661,14 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
         return;
     // Build phase: profile N 1..n+1, H 4..h+1, W 4..w+3 (the workspace is sized for the largest shape).
     auto dyn = dynDesc(b.ioDims(-1, -1, -1), type);
+    if (hwc8)
+    {
+        dyn[0].desc.format = TensorFormat::kHWC8;
+        dyn[8].desc.format = TensorFormat::kHWC8;
+        dyn[0].desc.dims.d[1] = b.c; // C is static in real networks: what supportsFormatCombination looks at
+        for (int32_t pos = 0; pos < 9; ++pos)
+            CHECK(buildOf(p)->supportsFormatCombination(pos, dyn.data(), 8, 1));
+    }
     auto const lo = b.ioDims(1, 4, 4), hi = b.ioDims(b.n + 1, b.h + 1, b.w + 3);
     for (size_t i = 0; i < dyn.size(); ++i)
     {
@@ -654,6 +685,7 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
     big.width = b.w + 3;
     std::memcpy(big.dense, b.dense, sizeof big.dense);
     std::memcpy(big.sparse, b.sparse, sizeof big.sparse);
+    big.format = hwc8 ? smsr::TensorFormat::kNHWC : smsr::TensorFormat::kNCHW;
     size_t const libWs = smsr::getSparseBlockWorkspaceSize(big, half ? smsr::DataType::kHALF : smsr::DataType::kFLOAT);
     CHECK(ws > 0 && ws == libWs);
 
@@ -702,10 +734,11 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
         for (size_t j = 0; j < count; ++j)
         {
             float const v = i < 8 ? t[i][j] : NAN; // y starts as NaN: every element must be written
+            size_t const at = i == 0 ? place(j) : j;
             if (half)
-                static_cast<__half*>(buf[i])[j] = __float2half_rn(v);
+                static_cast<__half*>(buf[i])[at] = __float2half_rn(v);
             else
-                static_cast<float*>(buf[i])[j] = v;
+                static_cast<float*>(buf[i])[at] = v;
         }
     }
     void* workspace = nullptr;
@@ -718,7 +751,9 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
     CHECK(att != nullptr);
     if (att != nullptr)
     {
-        auto const rd = desc(io, type);
+        auto rd = desc(io, type);
+        if (hwc8)
+            rd[0].format = rd[8].format = TensorFormat::kHWC8;
         CHECK(runtimeOf(att)->onShapeChange(rd.data(), 8, rd.data() + 8, 1) == 0);
         std::vector<void const*> ins(buf.begin(), buf.begin() + 8);
         std::vector<void*> outs{buf[8]};
@@ -731,7 +766,8 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
         size_t nonFinite = 0;
         for (size_t j = 0; j < ref.size(); ++j)
         {
-            double const y = half ? __half2float(static_cast<__half*>(buf[8])[j]) : static_cast<float*>(buf[8])[j];
+            size_t const at = place(j);
+            double const y = half ? __half2float(static_cast<__half*>(buf[8])[at]) : static_cast<float*>(buf[8])[at];
             if (!std::isfinite(y))
                 ++nonFinite;
             else
@@ -763,6 +799,8 @@ void testEnqueue(IPluginCreatorV3One* c)
     for (Block const& b : {a, z})
         for (DataType t : {DataType::kFLOAT, DataType::kHALF})
             runEnqueueCase(c, b, t, seed++);
+    for (Block const& b : {a, z})
+        runEnqueueCase(c, b, DataType::kHALF, seed++, true);
 }
 #endif
 

@@ -272,6 +272,55 @@ void testDeadlocks()
     cudaFree(d);
 }
 
+// cp.async: thread t copies in[t*4..t*4+3] (16 bytes) to shared memory in two batches; `waitMode` 0 waits for all,
+// 1 waits for all but the newest batch (so the second batch has not landed), 2 never waits.
+__global__ void asyncCopyKernel(float const* in, float* out, int waitMode)
+{
+    SIMT_DYNAMIC_SHARED(float, s);
+    int const t = threadIdx.x;
+    __pipeline_memcpy_async(s + 4 * t, in + 4 * t, 16);
+    __pipeline_commit();
+    __pipeline_memcpy_async(s + 128 + 4 * t, in + 128 + 4 * t, 16, t % 2 ? 16 : 0); // odd threads: zero fill
+    __pipeline_commit();
+    if (waitMode == 0)
+        __pipeline_wait_prior(0);
+    else if (waitMode == 1)
+        __pipeline_wait_prior(1);
+    __syncthreads();
+    for (int i = 0; i < 8; ++i)
+        out[8 * t + i] = s[(8 * t + i + 4) % 256]; // neighbours' data: needs the wait and the barrier
+}
+
+void testAsyncCopy()
+{
+    std::vector<float> in(256), out(256);
+    for (int i = 0; i < 256; ++i)
+        in[i] = float(i + 1);
+    bool okAll = true, staleSecond = true, staleAll = true;
+    for (int mode = 0; mode < 3; ++mode)
+    {
+        auto k = &asyncCopyKernel;
+        SIMT_LAUNCH(k, dim3(1), dim3(32), 256 * sizeof(float), nullptr)(in.data(), out.data(), mode);
+        okAll &= cudaGetLastError() == cudaSuccess;
+        for (int t = 0; t < 32; ++t)
+            for (int i = 0; i < 8; ++i)
+            {
+                int const j = (8 * t + i + 4) % 256;
+                bool const zeroFilled = j >= 128 && (j - 128) / 4 % 2 == 1;
+                float const want = zeroFilled ? 0.f : in[j];
+                float const got = out[8 * t + i];
+                if (mode == 0)
+                    okAll &= got == want;
+                else if (mode == 1)
+                    staleSecond &= j < 128 ? got == want : std::isnan(got); // second batch still in flight
+                else
+                    staleAll &= std::isnan(got);
+            }
+    }
+    check(okAll, "cp.async (__pipeline_memcpy_async/commit/wait_prior): copies and zero fill land at the wait");
+    check(staleSecond && staleAll, "cp.async: copies not retired by __pipeline_wait_prior never reach shared memory");
+}
+
 void testHalf()
 {
     bool ok = true;
@@ -309,6 +358,7 @@ int main()
     testWmma();
     testDeadlocks();
     testHalf();
+    testAsyncCopy();
     std::printf(gFailures ? "FAILED: %d check(s)\n" : "PASSED\n", gFailures);
     return gFailures ? 1 : 0;
 }

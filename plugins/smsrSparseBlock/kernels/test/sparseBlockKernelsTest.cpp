@@ -3,6 +3,8 @@
  *   - a naive double-precision reference written here directly from the op's formulas, and
  *   - smsr::cpu::sparseBlockForward (plugins/onnxruntime) when built (SMSR_HAVE_CPU_REFERENCE).
  * Tolerances: FP32 max abs error <= 1e-3 on 0..255-scale data; FP16 max abs error / max |ref| <= 1e-2.
+ * Weights are in the kernels' layout: w_l (3,3,Cin_l,Cout_l) = [ky][kx][ci][co], wc (1,1,sum Cout_l,C) = [ci][co],
+ * channels dense-first. Every case runs with planar (NCHW) I/O, and FP16 also with channels-last (NHWC) I/O.
  *
  * Built twice from this file: smsr_kernels_emu_test (the kernels' own .cu/.cuh source host-compiled under the CPU
  * SIMT layer, CI) and smsr_kernels_native_test (the CUDA library on a GPU, tests/gpu/run.sh).
@@ -41,15 +43,18 @@ namespace
 struct BlockData
 {
     SparseBlockShape s;
-    std::vector<float> x, mask, w[4], wc, bc;
+    std::vector<float> x, mask, w[4], wc, bc; //!< x planar; w/wc in the kernels' layout (file comment)
 };
+
+//! Index of w_l[ky][kx][ci][co] and wc[ci][co].
+size_t wIndex(int tap, int ci, int co, int cin, int cout) { return (size_t(tap) * cin + ci) * cout + co; }
 
 // ------------------------------------------------------------------------------------------- naive reference
 //! Straight from the formulas (docs: DESIGN.md §2), in double, NCHW.
 std::vector<double> referenceForward(BlockData const& d)
 {
     SparseBlockShape const& s = d.s;
-    int const H = s.height, W = s.width, C = s.channels;
+    int const H = s.height, W = s.width, C = s.channels, CC = smsr::collectInChannels(s);
     size_t const HW = size_t(H) * W;
     std::vector<double> y(size_t(s.batch) * C * HW);
     for (int n = 0; n < s.batch; ++n)
@@ -79,7 +84,7 @@ std::vector<double> referenceForward(BlockData const& d)
                                     if (sy < 0 || sy >= H || sx < 0 || sx >= W)
                                         continue;
                                     double const v = in[ci * HW + size_t(sy) * W + sx]
-                                        * d.w[l][((size_t(ky) * 3 + kx) * cin + ci) * cout + co]; // 3x3xCinxCout
+                                        * d.w[l][wIndex(3 * ky + kx, ci, co, cin, cout)];
                                     (ci < dIn ? sd : ss) += v;
                                 }
                         double const mp = m[size_t(yy) * W + xx];
@@ -91,7 +96,7 @@ std::vector<double> referenceForward(BlockData const& d)
             for (int co = 0; co < C; ++co)
                 for (int ci = 0; ci < cout; ++ci)
                 {
-                    double const wv = d.wc[size_t(collectOff + ci) * C + co]; // 1x1xCCxC
+                    double const wv = d.wc[size_t(collectOff + ci) * C + co];
                     for (size_t p = 0; p < HW; ++p)
                         yn[co * HW + p] += wv * f[ci * HW + p];
                 }
@@ -204,10 +209,33 @@ std::vector<unsigned char> toDeviceType(std::vector<float> const& v, DataType t)
     return out;
 }
 
-//! Runs the kernels; false (with a message) on an API or launch error.
-bool runKernels(BlockData const& d, DataType t, std::vector<float>& y, std::string& err)
+//! Planar N x C x HW <-> channels-last N x HW x C.
+std::vector<float> toNhwc(std::vector<float> const& v, int n, int c, size_t hw)
 {
-    SparseBlockShape const& s = d.s;
+    std::vector<float> r(v.size());
+    for (int i = 0; i < n; ++i)
+        for (int ch = 0; ch < c; ++ch)
+            for (size_t p = 0; p < hw; ++p)
+                r[(size_t(i) * hw + p) * c + ch] = v[(size_t(i) * c + ch) * hw + p];
+    return r;
+}
+std::vector<float> fromNhwc(std::vector<float> const& v, int n, int c, size_t hw)
+{
+    std::vector<float> r(v.size());
+    for (int i = 0; i < n; ++i)
+        for (int ch = 0; ch < c; ++ch)
+            for (size_t p = 0; p < hw; ++p)
+                r[(size_t(i) * c + ch) * hw + p] = v[(size_t(i) * hw + p) * c + ch];
+    return r;
+}
+
+//! Runs the kernels with I/O format `fmt` (x and y converted here); false (with a message) on an API or launch error.
+bool runKernels(BlockData const& d, DataType t, smsr::TensorFormat fmt, std::vector<float>& y, std::string& err)
+{
+    SparseBlockShape s = d.s;
+    s.format = fmt;
+    bool const nhwc = fmt == smsr::TensorFormat::kNHWC;
+    size_t const hw = size_t(s.height) * s.width;
     size_t const elem = t == DataType::kHALF ? 2 : 4;
     std::vector<DeviceBuffer*> owned;
     auto upload = [&](std::vector<float> const& v) {
@@ -218,7 +246,7 @@ bool runKernels(BlockData const& d, DataType t, std::vector<float>& y, std::stri
         return b->p;
     };
     smsr::SparseBlockTensors T;
-    T.x = upload(d.x);
+    T.x = upload(nhwc ? toNhwc(d.x, s.batch, s.channels, hw) : d.x);
     T.mask = upload(d.mask);
     for (int l = 0; l < 4; ++l)
         T.weights[l] = upload(d.w[l]);
@@ -272,6 +300,8 @@ bool runKernels(BlockData const& d, DataType t, std::vector<float>& y, std::stri
         else
             std::memcpy(&y[i], host.data() + 4 * i, 4);
     }
+    if (nhwc)
+        y = fromNhwc(y, s.batch, s.channels, hw);
     for (auto* b : owned)
         delete b;
     return ok;
@@ -311,7 +341,7 @@ bool withinTolerance(Diff const& d, DataType t)
 
 //! One case in one precision; prints a line; returns pass/fail.
 bool runCase(char const* name, BlockData const& d, DataType t, std::vector<double> const* refIn = nullptr,
-    std::vector<float> const* expected = nullptr)
+    std::vector<float> const* expected = nullptr, smsr::TensorFormat fmt = smsr::TensorFormat::kNCHW)
 {
     auto const t0 = std::chrono::steady_clock::now();
     std::vector<double> refLocal;
@@ -320,9 +350,9 @@ bool runCase(char const* name, BlockData const& d, DataType t, std::vector<doubl
     std::vector<double> const& ref = refIn ? *refIn : refLocal;
     std::vector<float> y;
     std::string err;
-    bool ok = runKernels(d, t, y, err);
+    bool ok = runKernels(d, t, fmt, y, err);
     double const secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    char const* tn = t == DataType::kHALF ? "fp16" : "fp32";
+    char const* tn = t == DataType::kFLOAT ? "fp32" : fmt == smsr::TensorFormat::kNHWC ? "fp16 nhwc" : "fp16";
     if (!ok)
     {
         std::printf("FAIL %-34s %s: %s\n", name, tn, err.c_str());
@@ -356,7 +386,7 @@ bool runCase(char const* name, BlockData const& d, DataType t, std::vector<doubl
 bool crossCheckCpuReference(char const* name, BlockData const& d, std::vector<double> const& ref)
 {
     std::vector<float> y(ref.size());
-    float const* w[4] = {d.w[0].data(), d.w[1].data(), d.w[2].data(), d.w[3].data()};
+    float const* w[4] = {d.w[0].data(), d.w[1].data(), d.w[2].data(), d.w[3].data()}; // same layout (op contract v2)
     smsr::cpu::sparseBlockForward(d.s, d.x.data(), d.mask.data(), w, d.wc.data(), d.bc.data(), y.data(), 1);
     Diff const diff = compare(y, ref);
     bool const ok = withinTolerance(diff, DataType::kFLOAT);
@@ -428,6 +458,14 @@ bool apiChecks()
     bad.dense[1] = 0;
     bad.sparse[1] = 0;
     ok &= smsr::getSparseBlockWorkspaceSize(bad, DataType::kFLOAT) == 0;
+    SparseBlockShape nhwc = s;
+    nhwc.format = smsr::TensorFormat::kNHWC;
+    ok &= smsr::getSparseBlockWorkspaceSize(nhwc, DataType::kHALF) > 0;   // read in place: no packed copy of x
+    ok &= smsr::getSparseBlockWorkspaceSize(nhwc, DataType::kHALF) < ws16;
+    ok &= smsr::getSparseBlockWorkspaceSize(nhwc, DataType::kFLOAT) == 0; // channels-last I/O is FP16 only
+    nhwc.channels = 6;
+    nhwc.dense[0] = 2;
+    ok &= smsr::getSparseBlockWorkspaceSize(nhwc, DataType::kHALF) == 0; // ... with whole groups of 8 channels
     smsr::SparseBlockTensors T; // all null
     std::vector<unsigned char> buf(ws);
     ok &= smsr::enqueueSparseBlock(s, DataType::kFLOAT, T, buf.data(), ws, nullptr) == cudaErrorInvalidValue;
@@ -438,7 +476,8 @@ bool apiChecks()
     T.y = dummy;
     ok &= smsr::enqueueSparseBlock(s, DataType::kFLOAT, T, buf.data(), ws - 1, nullptr) == cudaErrorInvalidValue;
     ok &= smsr::enqueueSparseBlock(bad, DataType::kFLOAT, T, buf.data(), ws, nullptr) == cudaErrorInvalidValue;
-    std::printf("%s API checks (workspace query, invalid shape / null pointer / small workspace rejected)\n",
+    std::printf("%s API checks (workspace query, invalid shape / null pointer / small workspace / unsupported NHWC "
+                "rejected)\n",
         ok ? "ok  " : "FAIL");
     return ok;
 }
@@ -533,6 +572,9 @@ int main(int argc, char** argv)
             for (auto& v : *vec)
                 v = roundHalf(v);
         failures += !runCase("fixture (official model block)", h, DataType::kHALF);
+        if (h.s.channels % 8 == 0)
+            failures += !runCase("fixture (official model block)", h, DataType::kHALF, nullptr, nullptr,
+                smsr::TensorFormat::kNHWC);
         std::printf(failures ? "FAILED: %d check(s)\n" : "PASSED\n", failures);
         return failures ? 1 : 0;
     }
@@ -546,18 +588,25 @@ int main(int argc, char** argv)
         bool inQuick;
         bool mixed = false;
     };
-    // Official-like split (block 0 of the x2 model), all-sparse, all-dense, and an odd small-channel split.
+    // The official x2 splits of blocks 0..4 (dense/sparse counts not multiples of 8, 0-dense layers), all-dense,
+    // odd small channel counts, several output passes, 1x1 / 1xN / Nx1 images, mixed masks in one batch.
     auto const official = [](int n, int h, int w) { return shape(n, 64, h, w, {24, 9, 3, 0}, {40, 55, 61, 64}); };
     std::vector<Case> const cases = {
-        {"official split, density 0", official(2, 19, 23), 0.0, false, true},
-        {"official split, density 0.05 scatter", official(2, 19, 23), 0.05, true, false},
-        {"official split, density 0.37", official(2, 19, 23), 0.37, false, true},
-        {"official split, density 1.0", official(2, 19, 23), 1.0, false, false},
-        {"all sparse (block 3 like), 0.37", shape(1, 64, 17, 21, {3, 0, 0, 0}, {61, 64, 64, 64}), 0.37, false, false},
+        {"block 0 split, density 0", official(2, 19, 23), 0.0, false, true},
+        {"block 0 split, density 0.05 scatter", official(2, 19, 23), 0.05, true, false},
+        {"block 0 split, density 0.37", official(2, 19, 23), 0.37, false, true},
+        {"block 0 split, density 1.0", official(1, 19, 23), 1.0, false, false},
+        {"block 1 split, density 0.5 scatter", shape(1, 64, 15, 17, {16, 4, 1, 0}, {48, 60, 63, 64}), 0.5, true, false},
+        {"block 2 split, density 0.63", shape(1, 64, 13, 11, {16, 7, 1, 0}, {48, 57, 63, 64}), 0.63, false, false},
+        {"block 3 split (0-dense layers), 0.37", shape(1, 64, 17, 21, {3, 0, 0, 0}, {61, 64, 64, 64}), 0.37, false, false},
+        {"block 4 split, density 0.2", shape(2, 64, 9, 13, {14, 5, 0, 0}, {50, 59, 64, 64}), 0.2, false, false},
         {"all dense, 0.37", shape(1, 32, 9, 18, {32, 16, 20, 8}, {0, 0, 0, 0}), 0.37, false, false},
         {"odd channels, C=5, 0.5", shape(2, 5, 7, 5, {2, 0, 1, 3}, {3, 4, 0, 2}), 0.5, true, false},
         {"C=80 (2 output passes), 0.37", shape(1, 80, 11, 17, {10, 0, 5, 0}, {70, 72, 75, 80}), 0.37, false, false},
+        {"C=72, splits 9/63 (pads across passes)", shape(1, 72, 7, 9, {9, 70, 3, 1}, {63, 3, 68, 70}), 0.5, true, false},
         {"1x1 image, mask on", shape(2, 16, 1, 1, {4, 2, 0, 0}, {12, 14, 16, 16}), 1.0, false, false},
+        {"1x37 image, 0.4", shape(1, 16, 1, 37, {5, 3, 0, 2}, {11, 13, 16, 14}), 0.4, true, false},
+        {"29x1 image, 0.4", shape(2, 16, 29, 1, {5, 3, 0, 2}, {11, 13, 16, 14}), 0.4, true, false},
         {"N=3: empty, full, 0.3 masks", official(3, 13, 9), 0.3, false, false, true},
     };
     if (!quick)
@@ -577,6 +626,8 @@ int main(int argc, char** argv)
                 failures += !crossCheckCpuReference(c.name, d, ref);
 #endif
             failures += !runCase(c.name, d, t, &ref);
+            if (t == DataType::kHALF && c.s.channels % 8 == 0)
+                failures += !runCase(c.name, d, t, &ref, nullptr, smsr::TensorFormat::kNHWC);
         }
     }
     if (expectFailure)
