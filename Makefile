@@ -18,7 +18,7 @@ BUILD ?= build
 OUT ?= out
 JOBS ?= 2
 
-.PHONY: setup python-deps cpp demo test bench clean
+.PHONY: setup python-deps cpp demo test bench sass-report clean
 
 setup: $(BUILD)/.python-deps cpp
 
@@ -48,6 +48,12 @@ test: setup
 
 bench: setup
 	$(PYTHON) benchmarks/bench_cpu.py --weights $(WEIGHTS) --data $(DATA)
+
+# SASS report of the CUDA kernels (sm_87, sm_90) and the performance model built on it (CPU only; KERNELS=<file.cu>).
+KERNELS ?= plugins/smsrSparseBlock/kernels/sparseBlockKernels.cu
+sass-report: $(BUILD)/.python-deps
+	$(PYTHON) tests/gpu/sass_report.py $(KERNELS)
+	$(PYTHON) tests/gpu/perf_model.py $(KERNELS)
 
 clean:
 	rm -rf $(BUILD) $(OUT)
