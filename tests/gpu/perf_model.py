@@ -79,6 +79,7 @@ MEASURED_DENSITY = {
     "butterfly": [0.477, 0.584, 0.742, 0.680, 0.645], "head": [0.321, 0.330, 0.550, 0.178, 0.326],
     "woman": [0.204, 0.302, 0.543, 0.359, 0.397],
 }
+SET5_PIXELS = {"baby": 256 * 256, "bird": 144 * 144, "butterfly": 128 * 128, "head": 140 * 140, "woman": 172 * 114}
 FRAMES = {"640x360": 640 * 360, "1280x720": 1280 * 720}
 
 
@@ -255,6 +256,9 @@ def frame_times(design: str, densities, px: int, dev: Device, k: Kernels) -> dic
 
 def cases() -> dict[str, list[float]]:
     out = {f"Set5 {name}": dens for name, dens in MEASURED_DENSITY.items()}
+    tot = sum(SET5_PIXELS[n] for n in MEASURED_DENSITY)
+    out["Set5 mean per block"] = [sum(MEASURED_DENSITY[n][b] * SET5_PIXELS[n] for n in MEASURED_DENSITY) / tot
+                                  for b in range(5)]
     for d in (0.37, 0.63, 1.0):
         out[f"uniform {d:.0%}"] = [d] * 5
     return out
@@ -335,6 +339,36 @@ def format_rows(rows: list[dict], lower_bound: bool) -> str:
     return "\n".join(out)
 
 
+def load_kernels(source: str | None, design: str | None) -> tuple[str, dict[str, Kernels]]:
+    """(design, per-device Kernels) from a kernel source's SASS, or the nominal v2 figures when source is None."""
+    import sass_report
+    if source is None:
+        design = design or "v2"
+        return design, {key: NOMINAL[design] for key in DEVICES}
+    rep = sass_report.report(Path(source), [d.arch for d in DEVICES.values()])
+    is_async = all(lp["async_copy"] for k in rep["archs"]["87"].values() for lp in k["main_loops"]
+                   if lp["mma_op"].startswith("HMMA") and lp["outermost"])
+    design = design or ("v2" if is_async else "v1")
+    return design, {key: kernels_from_report(rep, dev.arch, design) for key, dev in DEVICES.items()}
+
+
+def compare_rows(before: list[dict], after: list[dict], lb_before: bool = False, lb_after: bool = False) -> str:
+    """Before/after Markdown table; '≥ t' / '≤ x' where inner loops make the SASS count a lower bound."""
+    tb, sb = ("≥ ", "≤ ") if lb_before else ("", "")
+    ta, sa = ("≥ ", "≤ ") if lb_after else ("", "")
+    keep = ("Set5 mean per block", "uniform 37%", "uniform 63%", "uniform 100%")
+    out = ["| frame (LR) | masks | device | dense ×5 | before ×5 | before speed-up | after ×5 | after speed-up "
+           "| after limiter |", "|---|---|---|---|---|---|---|---|---|"]
+    for b, a in zip(before, after):
+        if a["case"] not in keep:
+            continue
+        out.append(f"| {a['frame']} | {a['case']} ({a['mean_density']:.2f}) | {a['device']} | {a['dense_ms']:.2f} ms "
+                   f"| {tb}{b['sparse_ms']:.2f} ms | {sb}{b['speedup']:.2f}× | {ta}{a['sparse_ms']:.2f} ms "
+                   f"| {sa}{a['speedup']:.2f}× "
+                   f"| {a['limiter']} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     import sass_report
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -345,29 +379,24 @@ def main(argv=None) -> int:
     ap.add_argument("--measure-masks", action="store_true", help="recompute the Set5 densities (PyTorch, weights)")
     ap.add_argument("--weights", default=str(ROOT.parent / "shared/weights/smsr_x2_official.pt"))
     ap.add_argument("--set5", default=str(ROOT.parent / "shared/data/Set5/LR_bicubic/X2"))
+    ap.add_argument("--before", metavar="KERNEL.cu", help="print a before/after table against this source")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.measure_masks:
         MEASURED_DENSITY.clear()
         MEASURED_DENSITY.update(measure_masks(args.weights, Path(args.set5)))
-    if args.nominal:
-        design = args.design or "v2"
-        kern = {key: NOMINAL[design] for key in DEVICES}
-    else:
-        try:
-            rep = sass_report.report(Path(args.source), [d.arch for d in DEVICES.values()])
-        except sass_report.ReportError as exc:
-            print(f"perf_model: {exc}", file=sys.stderr)
-            return 2
-        any_async = all(lp["async_copy"] for k in rep["archs"]["87"].values() for lp in k["main_loops"]
-                        if lp["mma_op"].startswith("HMMA") and lp["outermost"])
-        design = args.design or ("v2" if any_async else "v1")
-        try:
-            kern = {key: kernels_from_report(rep, dev.arch, design) for key, dev in DEVICES.items()}
-        except ValueError as exc:
-            print(f"perf_model: {exc}", file=sys.stderr)
-            return 2
+    try:
+        design, kern = load_kernels(None if args.nominal else args.source, args.design)
+        before = load_kernels(args.before, None) if args.before else None
+    except (sass_report.ReportError, ValueError) as exc:
+        print(f"perf_model: {exc}", file=sys.stderr)
+        return 2
     rows = table(design, kern)
+    if before:
+        print("MODEL (not measured): the five sparse blocks of one frame vs five dense blocks (FP16)\n")
+        lb = [any(k.lower_bound for k in kk.values()) for kk in (before[1], kern)]
+        print(compare_rows(table(*before), rows, *lb))
+        return 0
     if args.json:
         print(json.dumps({"design": design, "kernels": {k: dataclasses.asdict(v) for k, v in kern.items()},
                           "densities": MEASURED_DENSITY, "rows": rows}, indent=1))
@@ -380,6 +409,12 @@ def main(argv=None) -> int:
               f"{v.registers} regs, {occupancy(DEVICES[key], v)} blocks/SM")
     print(f"  limit derived for CI: instructions per HMMA <= {derived_instr_per_hmma_limit():.1f}\n")
     print(format_rows(rows, lb))
+    dev = DEVICES["orin"]
+    ft = frame_times(design, [0.37] * 5, FRAMES["1280x720"], dev, kern["orin"])
+    print(f"\nBreakdown, {dev.name}, 1280x720, 37 % in every block (ms; limiter):")
+    for b, blk in enumerate(ft["blocks"]):
+        parts = ", ".join(f"{k['label']} {k['time'] * 1e3:.2f} ({k['limiter']})" for k in blk["kernels"])
+        print(f"  block {b}: prepare/launches {blk['prepare'] * 1e3:.2f}, {parts}")
     return 0
 
 

@@ -344,6 +344,15 @@ def analyse_kernel(instrs: list[Instr]) -> dict:
     key_base = mma_bases if use_mma else ("FFMA",)
     reports = []
     has_key = {(a, b): any(i.base in key_base for i in instrs[a:b + 1]) for a, b in loops}
+
+    def is_main(a: int, b: int) -> bool:  # MMA outside every loop nested in [a, b]
+        inner = set()
+        for c, d in loops:
+            if a <= c and d <= b and (c, d) != (a, b):
+                inner.update(range(c, d + 1))
+        return any(instrs[i].base in key_base for i in range(a, b + 1) if i not in inner)
+
+    main = {lp: is_main(*lp) for lp in loops}
     for s, e in loops:
         nested = [(a, b) for a, b in loops if s <= a and b <= e and (a, b) != (s, e)]
         in_nested = set()
@@ -377,7 +386,7 @@ def analyse_kernel(instrs: list[Instr]) -> dict:
             barriers=sum(1 for i in body if i.base == "BAR"),
             async_copy=any(i.base in ("LDGSTS", "UTMALDG", "UBLKCP") for i in body),
             lower_bound=bool(top), nested_mma_loops=sum(1 for a, b in nested if has_key[(a, b)]),
-            outermost=not any(c <= s and e <= d and (c, d) != (s, e) and has_key[(c, d)] for c, d in loops),
+            outermost=not any(c <= s and e <= d and (c, d) != (s, e) and main[(c, d)] for c, d in loops),
             nest_instructions=e - s + 1, nest_mma=sum(1 for i in instrs[s:e + 1] if i.base in key_base)))
     # a loop nested in another main loop that has direct MMA too is reported on its own; keep all
     return {
