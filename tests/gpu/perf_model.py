@@ -266,6 +266,7 @@ def cases() -> dict[str, list[float]]:
 
 # ------------------------------------------------------------------------------------------- from the SASS
 def kernels_from_report(rep: dict, arch: str, design: str) -> Kernels:
+    import sass_report
     """The FP16 HMMA main loops of one architecture: worst instructions per HMMA of an outermost loop nest (nested
     loops once), copy kind, max registers."""
     loops, regs = [], []
@@ -283,7 +284,9 @@ def kernels_from_report(rep: dict, arch: str, design: str) -> Kernels:
         async_copy=all(lp["async_copy"] for lp in loops),
         l1_bypass=any(key.startswith("LDGSTS.BYPASS") for lp in loops for key in lp["memory"]),
         registers=max(regs), smem_block=max(nominal.smem_block, smem_static),
-        epi_instr_per_elem=nominal.epi_instr_per_elem, lower_bound=any(lp["lower_bound"] for lp in loops))
+        epi_instr_per_elem=nominal.epi_instr_per_elem,
+        lower_bound=any(il["moves_data"] or il["instructions"] > sass_report.MAX_CONTROL_LOOP
+                        for lp in loops for il in lp["inner_loops"]))
 
 
 def derived_instr_per_hmma_limit() -> float:

@@ -142,12 +142,14 @@ def test_occupancy_from_registers_and_shared_memory():
 
 def test_kernels_from_a_report():
     loop = {"mma_op": "HMMA.16816.F32", "outermost": True, "nest_per_mma": 7.5, "async_copy": True,
-            "memory": {"LDGSTS.BYPASS.128": 6}, "lower_bound": False}
-    inner = dict(loop, outermost=False, nest_per_mma=3.0, async_copy=False, memory={})
+            "memory": {"LDGSTS.BYPASS.128": 6}, "lower_bound": True,
+            "inner_loops": [{"instructions": 5, "moves_data": False}]}
+    inner = dict(loop, outermost=False, nest_per_mma=3.0, async_copy=False, memory={}, inner_loops=[])
     rep = {"source": "x.cu", "archs": {"87": {"k": {"registers": 96, "smem_static": 0,
                                                      "main_loops": [loop, inner]}}}}
     k = perf_model.kernels_from_report(rep, "87", "v2")
     assert (k.instr_per_hmma, k.async_copy, k.l1_bypass, k.registers) == (7.5, True, True, 96)
+    assert not k.lower_bound  # a short control-only inner loop does not make the count a bound
 
 
 def test_measured_densities_cover_set5_with_the_documented_mean():

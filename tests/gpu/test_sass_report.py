@@ -106,3 +106,35 @@ def test_ptxas_parser():
     info = sass_report.parse_ptxas(log)["_Z1kv"]
     assert info == {"registers": 255, "barriers": 1, "smem_static": 640, "stack": 8,
                     "spill_store_bytes": 4, "spill_load_bytes": 12}
+
+
+SYNTHETIC = """
+.text._Z1kv:
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+.L_x_0:
+        /*0010*/                   HMMA.16816.F32 R4, R8, R12, R4 ;
+.L_x_1:
+        /*0020*/                   IADD3 R2, R2, 0x1, RZ ;
+        /*0030*/                   ISETP.GE.AND P0, PT, R2, 0x8, PT ;
+        /*0040*/              @!P0 BRA `(.L_x_1) ;
+.L_x_2:
+        /*0050*/                   LDG.E.U16 R3, [R6.64] ;
+        /*0060*/                   STS.U16 [R5], R3 ;
+        /*0070*/              @!P1 BRA `(.L_x_2) ;
+        /*0080*/                   HMMA.16816.F32 R4, R8, R12, R4 ;
+        /*0090*/              @P2 BRA `(.L_x_0) ;
+        /*00a0*/                   EXIT ;
+"""
+
+
+def test_loops_nesting_and_inner_loop_rules_on_synthetic_sass():
+    (instrs,) = sass_report.parse_sass(SYNTHETIC).values()
+    k = sass_report.analyse_kernel(instrs)
+    (loop,) = k["main_loops"]
+    assert (loop["start"], loop["end"], loop["mma"], loop["instructions"]) == (0x10, 0x90, 2, 9)
+    assert loop["outermost"] and loop["lower_bound"]
+    assert [il["moves_data"] for il in loop["inner_loops"]] == [False, True]
+    assert loop["memory"] == {"LDG.16": 1, "STS.16": 1}
+    rep = {"archs": {"87": {"_Z1kv": dict(k, name="k")}}}
+    bad = sass_report.violations(rep)
+    assert len([b for b in bad if "inner loop" in b]) == 1 and "1 inner loop(s) that move data" in bad[0]
