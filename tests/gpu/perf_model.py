@@ -22,9 +22,10 @@ Time of one GEMM launch on one GPU (everything per SM, summed over tiles, divide
                                          smem    = (A + B chunk written + read by LDSM) bytes / 128 B per clk
                                          L2      = A + B chunk bytes with L1 bypassed (cp.async.cg), else A/3
                                                    + B/4 (horizontal taps and B hit L1: ASSUMED)
-                                         chunk   = max(all four); exposed memory latency LAT per chunk with
-                                                   synchronous gathers ((LAT + chunk)/R per SM with R blocks/SM),
-                                                   LAT/(R) with double-buffered cp.async
+                                         chunk   = max(all four), or the exposed memory latency LAT (one
+                                                   third DRAM, two thirds L2 hits) if larger: (LAT + chunk)/R per SM
+                                                   with R blocks/SM and synchronous gathers, LAT/R with
+                                                   double-buffered cp.async (one chunk in flight per block)
   per tile epilogue: 128x64 FP32 staged through shared memory (64 KB) + store instructions (v1 scalar 2-byte,
                      v2 16-byte vectors)
   DRAM: unique bytes (inputs read once: halo re-reads hit L2, outputs written once, mask/map), at 80 % of peak
@@ -44,11 +45,13 @@ Hardware constants (state of knowledge, no GPU measured here):
   technical brief); tensor 1024 FP16 MAC/clk/SM dense with FP32 accumulate (170 sparse INT8 TOPS -> 42.5 dense FP16
   TFLOPS / (16 SM x 1.3 GHz x 2)); LPDDR5 204.8 GB/s; 164 KB shared memory, 64 K registers, 1536 threads,
   16 blocks per SM (CUDA programming guide, compute capability 8.7); L2->SM 48 B/clk/SM ASSUMED (A100's
-  5120 B/clk over 108 SMs; Orin's is unpublished); memory latency 600 clk ASSUMED; launch 4 us (Jetson, graphs).
+  5120 B/clk over 108 SMs; Orin's is unpublished); latency L2 hit 300 / DRAM 600 clk ASSUMED (published
+  microbenchmarks of Ampere/Ada L2 hits: ~220-340 clk); launch 4 us (Jetson, graphs).
 - H200 SXM (sm_90): 132 SMs at 1.83 GHz under tensor load (1.98 GHz max boost; the 989 dense FP16 TFLOPS of the
   H100/H200 data sheets = 2048 MAC/clk/SM x 132 x 1.83 GHz); mma.sync (HMMA) ASSUMED at 1024 MAC/clk/SM (wgmma
   is needed for the full rate); HBM3e 4.8 TB/s; 228 KB shared memory, 64 K registers, 2048 threads, 32 blocks per
-  SM (compute capability 9.0); L2->SM 32 B/clk/SM ASSUMED (~7.7 TB/s); latency 800 clk ASSUMED; launch 2 us.
+  SM (compute capability 9.0); L2->SM 32 B/clk/SM ASSUMED (~7.7 TB/s); latency L2 300 / DRAM 700 clk ASSUMED;
+  launch 2 us.
 - DENSE_EFF = 0.70 of the tensor peak for cuDNN's implicit GEMM (a stated assumption, typical for 64-channel 3x3).
 """
 from __future__ import annotations
@@ -97,14 +100,21 @@ class Device:
     regs_sm: int
     threads_sm: int
     blocks_sm: int
-    latency: float        # clk, global memory
+    l2_latency: float     # clk, an L2 hit
+    dram_latency: float   # clk, a DRAM access
     launch: float         # s per launch
+
+    @property
+    def latency(self) -> float:
+        """Latency one K chunk waits for: the dy = +1 taps (a third of the chunks) touch rows no tile has read
+        yet (DRAM), the others hit L2 (the feature maps, 30-120 MB at 640x360..720p, do not fit in L2)."""
+        return (2 * self.l2_latency + self.dram_latency) / 3
 
 
 DEVICES = {
     "orin": Device("Jetson AGX Orin 64GB", "87", 16, 1.3e9, 1024, 1024, 204.8e9, 48, 164 * 1024, 65536, 1536, 16,
-                   600, 4e-6),
-    "h200": Device("H200 SXM", "90", 132, 1.83e9, 1024, 2048, 4.8e12, 32, 228 * 1024, 65536, 2048, 32, 800, 2e-6),
+                   300, 600, 4e-6),
+    "h200": Device("H200 SXM", "90", 132, 1.83e9, 1024, 2048, 4.8e12, 32, 228 * 1024, 65536, 2048, 32, 300, 700, 2e-6),
 }
 
 
@@ -147,8 +157,10 @@ class Gemm:
     label: str
 
 
-def block_gemms(design: str, dense, sparse, d: float, px: int) -> tuple[list[Gemm], float, int]:
-    """GEMM launches of one block, the prepare kernels' DRAM bytes, and the number of launches."""
+def block_gemms(design: str, dense, sparse, d: float, px: int, nhwc_io: bool = False) -> tuple[list[Gemm], float, int]:
+    """GEMM launches of one block, the prepare kernels' DRAM bytes, and the number of launches.
+
+    nhwc_io: x and y channels-last (TensorRT kHWC8, design v2): no NCHW -> NHWC pack of x in the prepare kernel."""
     act, ina = d * px, (1 - d) * px
     gemms = []
     v2 = design == "v2"
@@ -182,7 +194,7 @@ def block_gemms(design: str, dense, sparse, d: float, px: int) -> tuple[list[Gem
         gemms[3].parts += parts
         gemms[3].dram_bytes += rd + C * 2 * px
         gemms[3].label = "layer 3 + collect"
-        prep = 2 * px + 8 * px + 2 * C * 2 * px  # mask, neighbour map, NCHW -> NHWC pack of x
+        prep = 2 * px + 8 * px + (0 if nhwc_io else 2 * C * 2 * px)  # mask, neighbour map, NCHW -> NHWC pack of x
         launches = 5
     else:
         gemms.append(Gemm(parts, rd + C * 2 * px + 4 * px, "collect"))
@@ -217,9 +229,10 @@ def gemm_time(g: Gemm, dev: Device, k: Kernels) -> dict:
             chunk = max(through, lat)
             epi = max(2 * TILE_M * n * 4 / 128, WARPS * (TILE_M * n / (32 * WARPS)) * k.epi_instr_per_elem / 4)
             sm_clk += math.ceil(tiles) * (chunks * chunk + epi)
-            for key, v in (("tensor", tensor), ("issue", issue), ("smem", smem), ("L2", l2)):
-                bound_clk[key] += math.ceil(tiles) * chunks * (v if v == through else 0)
-            bound_clk["latency"] += math.ceil(tiles) * chunks * (chunk - through)
+            # the whole chunk goes to what sets its time: exposed memory latency or the largest throughput bound
+            top = "latency" if lat > through else max((("tensor", tensor), ("issue", issue), ("smem", smem),
+                                                      ("L2", l2)), key=lambda kv: kv[1])[0]
+            bound_clk[top] += math.ceil(tiles) * chunks * chunk
             bound_clk["epilogue"] += math.ceil(tiles) * epi
     waves = tiles_total / (dev.sms * r)
     tail = math.ceil(waves) / waves if waves > 0 else 1.0
@@ -230,8 +243,9 @@ def gemm_time(g: Gemm, dev: Device, k: Kernels) -> dict:
             "limiter": limiter, "occupancy": r}
 
 
-def sparse_block_time(design: str, dense, sparse, d: float, px: int, dev: Device, k: Kernels) -> dict:
-    gemms, prep, launches = block_gemms(design, dense, sparse, d, px)
+def sparse_block_time(design: str, dense, sparse, d: float, px: int, dev: Device, k: Kernels,
+                      nhwc_io: bool = False) -> dict:
+    gemms, prep, launches = block_gemms(design, dense, sparse, d, px, nhwc_io)
     parts = [gemm_time(g, dev, k) for g in gemms]
     t_prep = prep / (DRAM_EFF * dev.dram) + (launches - len(gemms)) * dev.launch
     return {"time": sum(p["time"] for p in parts) + t_prep, "prepare": t_prep, "kernels": parts}
@@ -246,9 +260,10 @@ def dense_block_time(px: int, dev: Device) -> float:
     return 4 * conv + collect
 
 
-def frame_times(design: str, densities, px: int, dev: Device, k: Kernels) -> dict:
+def frame_times(design: str, densities, px: int, dev: Device, k: Kernels, nhwc_io: bool = False) -> dict:
     """The five blocks of one frame: densities = one value per block."""
-    sp = [sparse_block_time(design, dn, sp_, d, px, dev, k) for (dn, sp_), d in zip(OFFICIAL_SPLITS, densities)]
+    sp = [sparse_block_time(design, dn, sp_, d, px, dev, k, nhwc_io)
+          for (dn, sp_), d in zip(OFFICIAL_SPLITS, densities)]
     dense = 5 * dense_block_time(px, dev)
     sparse = sum(s["time"] for s in sp)
     return {"dense_ms": dense * 1e3, "sparse_ms": sparse * 1e3, "speedup": dense / sparse, "blocks": sp}
@@ -414,6 +429,10 @@ def main(argv=None) -> int:
     print(format_rows(rows, lb))
     dev = DEVICES["orin"]
     ft = frame_times(design, [0.37] * 5, FRAMES["1280x720"], dev, kern["orin"])
+    if design == "v2":
+        hwc = frame_times(design, [0.37] * 5, FRAMES["1280x720"], dev, kern["orin"], nhwc_io=True)
+        print(f"\nWith kHWC8 (channels-last) x and y, no pack in the prepare kernel: {dev.name} 1280x720 37 %: "
+              f"{hwc['sparse_ms']:.2f} ms, {hwc['speedup']:.2f}x")
     print(f"\nBreakdown, {dev.name}, 1280x720, 37 % in every block (ms; limiter):")
     for b, blk in enumerate(ft["blocks"]):
         parts = ", ".join(f"{k['label']} {k['time'] * 1e3:.2f} ({k['limiter']})" for k in blk["kernels"])
