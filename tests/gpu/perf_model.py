@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[2]
 C = 64
-TILE_M, TILE_N, TILE_K, WARPS = 128, 64, 32, 8
+TILE_M, TILE_N, TILE_K = 128, 64, 32
 HMMA_MAC = 16 * 8 * 16
 DENSE_EFF = 0.70
 DRAM_EFF = 0.80
@@ -128,6 +128,7 @@ class Kernels:
     smem_block: int       # bytes per block (dynamic + static)
     epi_instr_per_elem: float
     lower_bound: bool = False
+    threads: int = 256    # per block (__launch_bounds__)
 
 
 NOMINAL = {  # v2 as designed, before any SASS is read (used to derive the limit)
@@ -141,11 +142,12 @@ def pad(v: int, m: int) -> int:
 
 
 def occupancy(dev: Device, k: Kernels) -> int:
-    """Resident blocks of 256 threads per SM from registers (warp granularity 256), smem and thread limits."""
+    """Resident blocks per SM from registers (allocated per warp in units of 256), smem and thread limits."""
+    warps = max(1, k.threads // 32)
     regs_warp = pad(max(k.registers, 1) * 32, 256)
-    by_regs = dev.regs_sm // (regs_warp * WARPS)
+    by_regs = dev.regs_sm // (regs_warp * warps)
     by_smem = dev.smem_sm // max(k.smem_block, 1)
-    return max(1, min(by_regs, by_smem, dev.threads_sm // (32 * WARPS), dev.blocks_sm))
+    return max(1, min(by_regs, by_smem, dev.threads_sm // (32 * warps), dev.blocks_sm))
 
 
 # ------------------------------------------------------------------------------------------- work per block
@@ -218,8 +220,9 @@ def gemm_time(g: Gemm, dev: Device, k: Kernels) -> dict:
             tiles = rows / TILE_M
             tiles_total += math.ceil(tiles)
             tensor = TILE_M * n * TILE_K / dev.mma_mac_clk
-            # the gathers and the instruction stream are the same whatever N (loads, index maths, barriers)
-            issue = WARPS * 16 * k.instr_per_hmma / 4
+            # a 128x64x32 chunk is 128 HMMA.16816 however the warps split it; the gathers and the instruction
+            # stream are the same whatever N (loads, index maths, barriers)
+            issue = TILE_M * TILE_N * TILE_K / HMMA_MAC * k.instr_per_hmma / 4
             smem = (a_bytes + b_bytes) * 2 / 128
             # cp.async.cg bypasses L1: all 9 taps' A bytes and every B chunk come from L2; with L1 allocation the
             # three horizontal taps of a row and the B chunk (shared by the tiles of an SM) mostly hit L1
@@ -227,7 +230,7 @@ def gemm_time(g: Gemm, dev: Device, k: Kernels) -> dict:
             through = max(tensor, issue, smem, l2)
             lat = dev.latency / r if k.async_copy else (dev.latency + through) / r
             chunk = max(through, lat)
-            epi = max(2 * TILE_M * n * 4 / 128, WARPS * (TILE_M * n / (32 * WARPS)) * k.epi_instr_per_elem / 4)
+            epi = max(2 * TILE_M * n * 4 / 128, TILE_M * n / 32 * k.epi_instr_per_elem / 4)
             sm_clk += math.ceil(tiles) * (chunks * chunk + epi)
             # the whole chunk goes to what sets its time: exposed memory latency or the largest throughput bound
             top = "latency" if lat > through else max((("tensor", tensor), ("issue", issue), ("smem", smem),
@@ -284,12 +287,13 @@ def kernels_from_report(rep: dict, arch: str, design: str) -> Kernels:
     import sass_report
     """The FP16 HMMA main loops of one architecture: worst instructions per HMMA of an outermost loop nest (nested
     loops once), copy kind, max registers."""
-    loops, regs = [], []
+    loops, regs, threads = [], [], []
     for k in rep["archs"][arch].values():
         hm = [lp for lp in k["main_loops"] if lp["mma_op"].startswith("HMMA") and lp["outermost"]]
         if hm:
             loops += hm
             regs.append(k.get("registers", 0))
+            threads.append(k.get("max_threads") or 256)
     if not loops:
         raise ValueError(f"sm_{arch}: no HMMA main loop in {rep['source']}")
     nominal = NOMINAL[design]
@@ -298,7 +302,7 @@ def kernels_from_report(rep: dict, arch: str, design: str) -> Kernels:
         instr_per_hmma=max(lp["nest_per_mma"] for lp in loops),
         async_copy=all(lp["async_copy"] for lp in loops),
         l1_bypass=any(key.startswith("LDGSTS.BYPASS") for lp in loops for key in lp["memory"]),
-        registers=max(regs), smem_block=max(nominal.smem_block, smem_static),
+        registers=max(regs), smem_block=max(nominal.smem_block, smem_static), threads=max(threads),
         epi_instr_per_elem=nominal.epi_instr_per_elem,
         lower_bound=any(il["moves_data"] or il["instructions"] > sass_report.MAX_CONTROL_LOOP
                         for lp in loops for il in lp["inner_loops"]))
@@ -424,7 +428,7 @@ def main(argv=None) -> int:
     for key, v in kern.items():
         print(f"  {DEVICES[key].name}: {v.instr_per_hmma:.1f} instr/HMMA{' (lower bound)' if v.lower_bound else ''}, "
               f"{'cp.async' if v.async_copy else 'synchronous'} gathers{' (L1 bypass)' if v.l1_bypass else ''}, "
-              f"{v.registers} regs, {occupancy(DEVICES[key], v)} blocks/SM")
+              f"{v.registers} regs x {v.threads} threads, {occupancy(DEVICES[key], v)} blocks/SM")
     print(f"  limit derived for CI: instructions per HMMA <= {derived_instr_per_hmma_limit():.1f}\n")
     print(format_rows(rows, lb))
     dev = DEVICES["orin"]

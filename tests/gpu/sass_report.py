@@ -135,6 +135,29 @@ def disassemble(cubin: Path) -> str:
     return proc.stdout
 
 
+def max_threads(cubin: Path) -> dict[str, int]:
+    """Per kernel: threads per block from __launch_bounds__ (EIATTR_MAX_THREADS of the cubin's .nv.info)."""
+    try:
+        tool = find_tool("cuobjdump", "SMSR_CUOBJDUMP")
+    except ReportError:
+        return {}
+    proc = subprocess.run([tool, "-elf", str(cubin)], capture_output=True, text=True)
+    out: dict[str, int] = {}
+    cur, want = None, False
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^\.nv\.info\.(\S+)\s*$", line)
+        if m:
+            cur, want = m.group(1), False
+            continue
+        if cur and "EIATTR_MAX_THREADS" in line:
+            want = True
+        elif cur and want and line.strip().startswith("Value:"):
+            dims = [int(v, 16) for v in line.split(":", 1)[1].split()]
+            out[cur] = dims[0] * (dims[1] if len(dims) > 1 else 1) * (dims[2] if len(dims) > 2 else 1)
+            want = False
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- ptxas
 _PTXAS_FN = re.compile(r"Compiling entry function '([^']+)' for '(sm_\d+\w*)'")
 _PTXAS_SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -429,11 +452,13 @@ def report(source: Path, archs=DEFAULT_ARCHS, extra_flags: list[str] | None = No
         for arch in archs:
             cubin, log = compile_cubin(source, str(arch), Path(tmp), extra_flags)
             ptxas = parse_ptxas(log)
+            threads = max_threads(cubin)
             funcs = parse_sass(disassemble(cubin))
             kernels = {}
             for name, instrs in funcs.items():
                 info = dict(ptxas.get(name, {}))
                 info.update(analyse_kernel(instrs))
+                info["max_threads"] = threads.get(name)
                 info["name"] = demangle(name)
                 kernels[name] = info
             out["archs"][str(arch)] = kernels
