@@ -68,6 +68,8 @@ class ReportError(RuntimeError):
 def find_tool(name: str, env: str) -> str:
     """The binary from $env, PATH, NVIDIA's pip packages (nvidia/cu13/bin, nvidia/cuda_*/bin) or /usr/local/cuda."""
     if os.environ.get(env):
+        if not os.access(os.environ[env], os.X_OK):
+            raise ReportError(f"{env}={os.environ[env]} is not an executable")
         return os.environ[env]
     found = shutil.which(name)
     if found:

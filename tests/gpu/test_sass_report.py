@@ -138,3 +138,22 @@ def test_loops_nesting_and_inner_loop_rules_on_synthetic_sass():
     rep = {"archs": {"87": {"_Z1kv": dict(k, name="k")}}}
     bad = sass_report.violations(rep)
     assert len([b for b in bad if "inner loop" in b]) == 1 and "1 inner loop(s) that move data" in bad[0]
+
+
+def test_nvdisasm_and_cuobjdump_listings_give_the_same_counts(tmp_path):
+    _tools_or_skip()
+    import subprocess
+    try:
+        tools = [sass_report.find_tool("nvdisasm", "SMSR_NVDISASM"), sass_report.find_tool("cuobjdump", "SMSR_CUOBJDUMP")]
+    except sass_report.ReportError as exc:
+        from helpers import missing_component
+        missing_component(str(exc))
+    cubin, _ = sass_report.compile_cubin(SNIPPETS / "div.cu", "87", tmp_path)
+    results = []
+    for tool, flag in zip(tools, ("-c", "-sass")):
+        listing = subprocess.run([tool, flag, str(cubin)], capture_output=True, text=True, check=True).stdout
+        (instrs,) = sass_report.parse_sass(listing).values()
+        k = sass_report.analyse_kernel(instrs)
+        results.append((k["instructions"], k["loops"], [(lp["start"], lp["end"], lp["mma"], lp["divisions"])
+                                                         for lp in k["main_loops"]]))
+    assert results[0] == results[1] and results[0][2]
