@@ -352,12 +352,12 @@ def table(design: str, kern_by_dev: dict[str, Kernels]) -> list[dict]:
 
 
 def format_rows(rows: list[dict], lower_bound: bool) -> str:
-    out = ["| frame (LR) | masks | mean density | device | dense 5 blocks | sparse 5 blocks | speed-up | main limiter |",
-           "|---|---|---|---|---|---|---|---|"]
-    ge = "≤ " if lower_bound else ""
+    out = ["| frame (LR) | masks | mean density | device | dense 5 blocks | sparse 5 blocks | speed-up "
+           "| main limiter |", "|---|---|---|---|---|---|---|---|"]
+    ge, le = ("≥ ", "≤ ") if lower_bound else ("", "")
     for r in rows:
         out.append(f"| {r['frame']} | {r['case']} | {r['mean_density']:.2f} | {r['device']} | {r['dense_ms']:.2f} ms "
-                   f"| {'≥ ' if lower_bound else ''}{r['sparse_ms']:.2f} ms | {ge}{r['speedup']:.2f}× | {r['limiter']} |")
+                   f"| {ge}{r['sparse_ms']:.2f} ms | {le}{r['speedup']:.2f}× | {r['limiter']} |")
     return "\n".join(out)
 
 

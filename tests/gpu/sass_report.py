@@ -268,7 +268,13 @@ def _written(ins: Instr) -> set[str]:
             return {ins.operands[0]}
         return set()
     m = _REG.match(ins.operands[0])
-    return {m.group(1)} if m else set()
+    if not m:
+        return set()
+    reg = m.group(1)
+    # wide results occupy consecutive registers (IMAD.WIDE, 64/128-bit loads, HMMA accumulators)
+    width = 4 if (".128" in ins.op or ins.base == "HMMA") else 2 if (".WIDE" in ins.op or ".64" in ins.op) else 1
+    prefix, num = re.match(r"(U?[RP])(\d+)", reg).groups()
+    return {f"{prefix}{int(num) + i}" for i in range(width)}
 
 
 def division_stats(instrs: list[Instr]) -> dict[str, int]:
@@ -309,10 +315,6 @@ def mem_width(ins: Instr) -> int:
 
 MEM_OPS = ("LDG", "STG", "LDS", "STS", "LDSM", "LDGSTS", "LDL", "STL", "LD", "ST", "ATOM", "RED", "ATOMS",
            "UTMALDG", "UBLKCP")
-ALU_INT = ("IMAD", "IADD3", "IADD", "LEA", "LOP3", "SHF", "ISETP", "IABS", "SEL", "MOV", "IMNMX", "PRMT", "SGXT",
-           "UIADD3", "UMOV", "ULDC", "ULEA", "UIMAD", "USHF", "ULOP3", "UISETP", "USEL", "S2R", "S2UR", "CS2R",
-           "PLOP3", "P2R", "R2P", "VIADD", "VIMNMX", "R2UR", "POPC", "FLO", "BREV", "UPRMT", "IMNMX", "LEA.HI")
-
 
 def kind_of(ins: Instr) -> str:
     b = ins.base
