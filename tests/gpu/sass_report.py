@@ -505,13 +505,13 @@ def violations(rep: dict) -> list[str]:
 
 def format_table(rep: dict) -> str:
     lines = [f"SASS report (static counts) of {rep['source']}", ""]
-    hdr = ("| arch | kernel | regs | spill st/ld B | smem static B | main loop | body instr | MMA | instr/MMA "
+    hdr = ("| arch | kernel | regs | stack / spill st / ld B | smem static B | main loop | body instr | MMA | instr/MMA "
            "| inner loops | div full/hoisted/const | barriers | async copy | memory ops in the loop |")
     lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for arch, kernels in rep["archs"].items():
         for k in sorted(kernels.values(), key=lambda v: v["name"]):
-            base = (f"| sm_{arch} | {k['name']} | {k.get('registers', '?')} | {k.get('spill_store_bytes', 0)}/"
-                    f"{k.get('spill_load_bytes', 0)} | {k.get('smem_static', 0)} ")
+            base = (f"| sm_{arch} | {k['name']} | {k.get('registers', '?')} | {k.get('stack', 0)} / "
+                    f"{k.get('spill_store_bytes', 0)} / {k.get('spill_load_bytes', 0)} | {k.get('smem_static', 0)} ")
             if not k["main_loops"]:
                 mem = " ".join(f"{n}×{c}" for n, c in k["memory"].items())
                 d = k["divisions"]
