@@ -69,10 +69,12 @@ def _model(nodes, inits, h, w):
 
 
 def op_model(dense, sparse, ws, wc, bc, h, w):
-    inits = {f"w{i}": a for i, a in enumerate(ws)} | {"wc": wc, "bc": bc}
+    # the op takes its weights as 3 x 3 x Cin x Cout (wc: 1 x 1 x K x C); ws/wc here are OIHW
+    inits = ({f"w{i}": np.ascontiguousarray(a.transpose(2, 3, 1, 0)) for i, a in enumerate(ws)}
+             | {"wc": np.ascontiguousarray(wc.transpose(2, 3, 1, 0)), "bc": bc})
     node = helper.make_node("SMSRSparseBlock", ["x", "mask", "w0", "w1", "w2", "w3", "wc", "bc"], ["y"],
                             domain="smsr", dense_channels=dense, sparse_channels=sparse,
-                            plugin_version="1", plugin_namespace="")
+                            plugin_version="2", plugin_namespace="")
     return _model([node], inits, h, w)
 
 

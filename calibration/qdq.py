@@ -16,6 +16,9 @@ What we add by hand (the library lacks it):
   output is a float tensor. The plugin and the CPU op speak float32/float16 only (op contract), and INT8 inside
   the sparse block needs INT8 kernels first. So INT8 covers the head, collect, tail, channel attention and (in
   the reference graph) the dense-masked SMB convs; in the deploy graph the SMBs run in float.
+  Should its weight inputs ever get Q/DQ: their output channels are the LAST axis (op layout, plugin_version 2:
+  w_l 3 x 3 x Cin x Cout, wc 1 x 1 x K x C), so per-channel scales need axis 3, not Conv's 0; validate_qdq
+  rejects anything else.
 """
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
 QUANT_OP_TYPES = ("Conv", "ConvTranspose")
+CUSTOM_OP_TYPE = "SMSRSparseBlock"
+CUSTOM_OP_WEIGHT_INPUTS = range(2, 7)  # w0..w3, wc
+CUSTOM_OP_CHANNEL_AXIS = 3  # output channels are the last axis of its weights
 
 # Node-name patterns kept in float by default, and why (measured on Set5 x2, see docs in the report):
 # - /sub_mean, /add_mean: the mean shift on the 0..255 input/output; INT8 on the raw image range costs ~1 step
@@ -150,7 +156,7 @@ class _QuietLogging:
 
 def validate_qdq(proto: onnx.ModelProto) -> None:
     """ONNX checker + shape inference, and the Q/DQ rules TensorRT needs: INT8, zero point 0, per-channel
-    axis 0 for Conv weights. Raises ValueError naming the first violation."""
+    axis 0 for Conv weights, axis 3 for SMSRSparseBlock weights. Raises ValueError naming the first violation."""
     onnx.checker.check_model(proto, full_check=False)
     onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     inits = {i.name: i for i in proto.graph.initializer}
@@ -166,3 +172,20 @@ def validate_qdq(proto: onnx.ModelProto) -> None:
         scale = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
         if scale is None or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise ValueError(f"{node.name}: scale must be a positive finite constant")
+    _check_custom_op_weight_axes(proto, inits)
+
+
+def _check_custom_op_weight_axes(proto: onnx.ModelProto, inits) -> None:
+    """A per-channel DequantizeLinear feeding an SMSRSparseBlock weight must scale its last axis (output channels)."""
+    weight_inputs = {n.input[i] for n in proto.graph.node if n.op_type == CUSTOM_OP_TYPE
+                     for i in CUSTOM_OP_WEIGHT_INPUTS if i < len(n.input)}
+    for node in proto.graph.node:
+        if node.op_type != "DequantizeLinear" or node.output[0] not in weight_inputs:
+            continue
+        if numpy_helper.to_array(inits[node.input[1]]).size <= 1:
+            continue  # per-tensor: no axis
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if axis != CUSTOM_OP_CHANNEL_AXIS:
+            raise ValueError(f"{node.name}: per-channel scales of {CUSTOM_OP_TYPE} weight {node.output[0]} use axis "
+                             f"{axis}; its output channels are axis {CUSTOM_OP_CHANNEL_AXIS} (weights are "
+                             f"3 x 3 x Cin x Cout, wc 1 x 1 x K x C)")

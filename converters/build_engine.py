@@ -56,8 +56,8 @@ def default_plugin_library() -> Path | None:
     return None
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python converters/build_engine.py", description=__doc__.splitlines()[0],
+def parse_args(argv: list[str] | None, prog: str = "python converters/build_engine.py") -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[6:]))
     src = ap.add_mutually_exclusive_group(required=True)
@@ -131,8 +131,8 @@ def prepare_onnx(args: argparse.Namespace) -> OnnxSet:
             raise UsageError("--scale is required with --weights")
         from converters.export_onnx import export_all
         from converters.model import sha256_of
-        log(f"exporting ONNX graphs of {args.weights} (x{args.scale}) to {out} ...")
-        graphs = dict(export_all(args.weights, args.scale, out))
+        log(f"exporting ONNX graphs of {args.weights} (x{args.scale}) to {out} (unchanged ones are reused) ...")
+        graphs = dict(export_all(args.weights, args.scale, out, reuse=True, log=log))
         ckpt = sha256_of(args.weights)
         onnx_set = OnnxSet(args.scale, ckpt, graphs)
     else:
@@ -224,7 +224,24 @@ def build_profile(args: argparse.Namespace, scale: int) -> Profile:
     return make_profile(scale, args.profile, args.batch, args.min_shape, args.opt_shape, args.max_shape)
 
 
-def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet) -> Path:
+def pick_builder(args: argparse.Namespace):
+    """The builder adapter, chosen before any (slow) export; says in words when --builder auto falls back to
+    TensorRT-RTX, whose engines run only on RTX-class GPUs with TensorRT-RTX."""
+    from converters.engine_build.builders import DEFAULT_RTX_CCS, _import, detect_gpu, load_builder
+    adapter = load_builder(args.builder)  # BuilderUnavailable -> exit 3
+    if args.builder == "auto" and adapter.name == "tensorrt-rtx":
+        why = ("TensorRT is installed but there is no GPU to build on" if not isinstance(_import("tensorrt"),
+                                                                                        Exception)
+               else "TensorRT not found")
+        gpu = detect_gpu()
+        ccs = args.compute_capability or ([gpu.compute_capability] if gpu else list(DEFAULT_RTX_CCS))
+        targets = ", ".join("sm" + c.replace(".", "") for c in ccs)
+        log(f"note: {why}: building a TensorRT-RTX engine for {targets}; it will not run on Jetson or with "
+            "TensorRT 10 (build on the Jetson with JetPack's TensorRT for that, or pass --builder tensorrt)")
+    return adapter
+
+
+def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet, adapter=None) -> Path:
     from converters.engine_build.builders import BuildOptions, engine_name, load_builder, short_version
     from engine.manifest import EngineManifest, file_sha256, manifest_path_for
 
@@ -243,7 +260,7 @@ def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet) -> Path:
                 "cmake --build build), pass --plugin PATH, or build the dense graph with --reference")
         plugin = plugin.resolve()
     profile = build_profile(args, onnx_set.scale)
-    adapter = load_builder(args.builder)  # BuilderUnavailable -> exit 3
+    adapter = adapter or load_builder(args.builder)  # BuilderUnavailable -> exit 3
     cache = None
     if not args.no_timing_cache:
         cache = args.timing_cache or args.out_dir / f"timing_{adapter.name}{short_version(adapter.version)}.cache"
@@ -279,19 +296,26 @@ def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet) -> Path:
     return engine_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python converters/build_engine.py") -> int:
+    args = parse_args(argv, prog)
     from converters.engine_build.builders import BuilderUnavailable, BuildError
     try:
         if not args.onnx_only:
             build_profile(args, args.scale or 2)  # fail on a bad profile before the (slow) ONNX steps
         check_calibration_input(args)  # and on a bad calibration folder before exporting anything
+        adapter = None
+        if not args.onnx_only:
+            try:
+                adapter = pick_builder(args)  # and on a missing TensorRT before exporting anything
+            except BuilderUnavailable as exc:
+                print(f"error: nothing was exported: {exc}", file=sys.stderr)
+                return EXIT_NO_TENSORRT
         t0 = time.perf_counter()
         onnx_set = prepare_onnx(args)
         log(f"ONNX artifacts ready in {time.perf_counter() - t0:.1f} s")
         if args.onnx_only:
             return 0
-        build_engine_step(args, onnx_set)
+        build_engine_step(args, onnx_set, adapter)
     except (UsageError, ProfileError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

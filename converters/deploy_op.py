@@ -2,6 +2,9 @@
 
 Contract (docs: plugins/smsrSparseBlock/README.md): inputs x, mask, w0..w3, wc, bc; attributes
 dense_channels, sparse_channels (+ plugin_version/plugin_namespace read by TensorRT's ONNX parser).
+Weight layout (plugin_version "2"): w_l is 3 x 3 x Cin_l x Cout_l ("HWIO", element [ky][kx][ci][co]) and wc is
+1 x 1 x sum(Cout_l) x C, both channel axes permuted dense-first: the [tap][ci][co] order the kernels read as GEMM
+B rows, so no implementation transposes weights per call.
 Domain "smsr": ONNX Runtime needs a non-default domain for custom ops, and TensorRT's parser maps any
 node it does not know to the plugin registered under the node's op_type, whatever its domain.
 """
@@ -15,7 +18,7 @@ from .model.smsr import SparseMaskBlock
 OP_DOMAIN = "smsr"
 OP_TYPE = "SMSRSparseBlock"
 OP_VERSION = 1
-PLUGIN_VERSION = "1"
+PLUGIN_VERSION = "2"  # 2: weights in the 3 x 3 x Cin x Cout layout (1 was OIHW)
 PLUGIN_NAMESPACE = ""
 
 
@@ -35,8 +38,24 @@ def permuted_weights(block: SparseMaskBlock) -> tuple[list[torch.Tensor], torch.
     return weights, wc, [len(s.dense) for s in splits], [len(s.sparse) for s in splits]
 
 
+def to_op_layout(w: torch.Tensor) -> torch.Tensor:
+    """OIHW (Cout x Cin x kh x kw) -> the op's HWIO layout (kh x kw x Cin x Cout)."""
+    return w.permute(2, 3, 1, 0).contiguous()
+
+
+def from_op_layout(w: torch.Tensor) -> torch.Tensor:
+    """The op's HWIO layout -> OIHW, for torch's conv2d."""
+    return w.permute(3, 2, 0, 1)
+
+
+def op_weights(block: SparseMaskBlock) -> tuple[list[torch.Tensor], torch.Tensor, list[int], list[int]]:
+    """permuted_weights() in the op's contract layout: w_l 3 x 3 x Cin_l x Cout_l, wc 1 x 1 x sum(Cout_l) x C."""
+    weights, wc, dense, sparse = permuted_weights(block)
+    return [to_op_layout(w) for w in weights], to_op_layout(wc), dense, sparse
+
+
 def sparse_block_reference(x, mask, weights, wc, bc, dense, sparse):
-    """The op contract in PyTorch, on dense-first weights (dense-masked formulation)."""
+    """The op contract in PyTorch, on dense-first OIHW weights (dense-masked formulation)."""
     feats = []
     fea = x
     d_in = x.shape[1]  # layer 0: every input channel is dense
@@ -57,7 +76,9 @@ def sparse_block_reference(x, mask, weights, wc, bc, dense, sparse):
 def _sparse_block_op(x: torch.Tensor, mask: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
                      w3: torch.Tensor, wc: torch.Tensor, bc: torch.Tensor, dense: list[int],
                      sparse: list[int]) -> torch.Tensor:
-    return sparse_block_reference(x, mask, [w0, w1, w2, w3], wc, bc, dense, sparse)
+    # inputs in the op's layout (HWIO); the reference convolves OIHW views of them
+    return sparse_block_reference(x, mask, [from_op_layout(w) for w in (w0, w1, w2, w3)], from_op_layout(wc), bc,
+                                  dense, sparse)
 
 
 @_sparse_block_op.register_fake
@@ -84,7 +105,7 @@ class DeploySparseBlock(nn.Module):
 
     def __init__(self, block: SparseMaskBlock):
         super().__init__()
-        weights, wc, self.dense, self.sparse = permuted_weights(block)
+        weights, wc, self.dense, self.sparse = op_weights(block)
         for i, w in enumerate(weights):
             self.register_buffer(f"w{i}", w)
         self.register_buffer("wc", wc)

@@ -87,45 +87,129 @@ def validate(proto: onnx.ModelProto) -> None:
     onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
 
 
+def exporter_sha256() -> str:
+    """Content hash of the code that shapes the graphs: a graph exported by other code is never reused."""
+    import hashlib
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for rel in ("export_onnx.py", "deploy_op.py", "onnx_fp16.py", "model/smsr.py", "model/checkpoint.py"):
+        h.update((here / rel).read_bytes())
+    h.update(f"torch {torch.__version__} onnx {onnx.__version__}".encode())
+    return h.hexdigest()
+
+
+def _reusable(path: Path, meta: dict[str, str]) -> bool:
+    """An existing graph whose metadata records the same checkpoint and exporter hashes (and that still passes
+    validation) is what an export would write again."""
+    if not path.is_file():
+        return False
+    try:
+        proto = onnx.load(str(path))
+        props = {p.key: p.value for p in proto.metadata_props}
+        if any(props.get(k) != str(v) for k, v in meta.items()):
+            return False
+        validate(proto)
+        return True
+    except Exception:  # unreadable or stale: export again
+        return False
+
+
 def export_all(weights: str | Path, scale: int, out_dir: str | Path, fp16: bool = True,
-               kinds: tuple[str, ...] = GRAPH_KINDS) -> dict[str, Path]:
-    """Every graph for one checkpoint: {'reference': ..., 'deploy': ..., 'reference_fp16': ..., ...}."""
-    model = load_smsr(weights, scale)
-    meta = {"smsr.checkpoint_sha256": sha256_of(weights)}
+               kinds: tuple[str, ...] = GRAPH_KINDS, reuse: bool = False, log=None) -> dict[str, Path]:
+    """Every graph for one checkpoint: {'reference': ..., 'deploy': ..., 'reference_fp16': ..., ...}.
+    reuse: keep existing files exported from the same checkpoint by the same code (content hashes)."""
+    try:
+        ckpt = sha256_of(weights)
+    except OSError:
+        load_smsr(weights, scale)  # a missing or unreadable file: the CheckpointError that names it
+        raise
+    meta = {"smsr.checkpoint_sha256": ckpt, "smsr.exporter_sha256": exporter_sha256()}
     out_dir = Path(out_dir)
-    paths = {}
+    paths, todo = {}, []
     for kind in kinds:
         for half in ((False, True) if fp16 else (False,)):
             key = f"{kind}_fp16" if half else kind
-            paths[key] = export_graph(model, out_dir / f"smsr_x{scale}_{key}.onnx", kind, half, meta)
+            path = out_dir / f"smsr_x{scale}_{key}.onnx"
+            if reuse and _reusable(path, {**meta, "smsr.scale": scale, "smsr.graph": kind}):
+                paths[key] = path
+                if log:
+                    log(f"  {key:<16} {path}  (unchanged: reused)")
+            else:
+                todo.append((key, kind, half, path))
+    if todo:
+        model = load_smsr(weights, scale)
+        for key, kind, half, path in todo:
+            paths[key] = export_graph(model, path, kind, half, meta)
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters.export_onnx", description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
-    ap.add_argument("--out-dir", required=True)
-    ap.add_argument("--graphs", nargs="+", choices=GRAPH_KINDS, default=list(GRAPH_KINDS))
+def _default_weights() -> str | None:
+    from engine.home import default_weights_path
+    path = default_weights_path()
+    return str(path) if path.is_file() else None
+
+
+def install_default_model(deploy: Path, scale: int) -> Path:
+    """Copy an FP32 deploy graph into the user cache, where `smsr upscale` finds it without --model."""
+    from engine.atomic_write import atomic_write
+    from engine.home import default_model_path
+    dest = default_model_path(scale)
+    atomic_write(dest, lambda f: f.write(Path(deploy).read_bytes()))
+    return dest
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m converters.export_onnx") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", help="SMSR checkpoint (default with --install: the one `smsr download` fetched, "
+                                      "$SMSR_HOME/weights/smsr_x2_official.pt)")
+    ap.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="(default: 2)")
+    ap.add_argument("--out-dir", help="where to write the graphs (required unless --install)")
+    ap.add_argument("--graphs", nargs="+", choices=GRAPH_KINDS, default=None,
+                    help="(default: both; with --install and no --out-dir: deploy only)")
     ap.add_argument("--no-fp16", action="store_true", help="skip the FP16 variants")
+    ap.add_argument("--install", action="store_true",
+                    help="also make the FP32 deploy graph the default model of `smsr upscale`/`smsr bench` "
+                         "($SMSR_HOME/models/smsr_x<scale>_deploy.onnx, SMSR_HOME default ~/.cache/smsr)")
     args = ap.parse_args(argv)
     from .model import CheckpointError
-    try:  # an unusable output folder is reported before the (slow) export
-        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"error: cannot create output folder {args.out_dir}: {exc.strerror or exc}", file=sys.stderr)
+    if args.weights is None:
+        args.weights = _default_weights() if args.install else None
+        if args.weights is None:
+            from engine.home import default_weights_path
+            print(f"error: give --weights CHECKPOINT (no checkpoint at {default_weights_path()}: `smsr download` "
+                  "fetches the official one)", file=sys.stderr)
+            return 2
+    if args.out_dir is None and not args.install:
+        print("error: give --out-dir DIR, or --install to set the default model", file=sys.stderr)
         return 2
-    try:
-        paths = export_all(args.weights, args.scale, args.out_dir, not args.no_fp16, tuple(args.graphs))
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    graphs = args.graphs or (["deploy"] if args.out_dir is None else list(GRAPH_KINDS))
+    if args.install and "deploy" not in graphs:
+        print("error: --install needs the deploy graph (drop --graphs or include deploy)", file=sys.stderr)
         return 2
-    except OSError as exc:  # e.g. the folder is not writable or the disk is full
-        where = exc.filename or args.out_dir
-        print(f"error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    for key, p in paths.items():
-        print(f"{key:<16} {p}  ({p.stat().st_size / 1e6:.1f} MB)")
+    fp16 = not args.no_fp16 and args.out_dir is not None
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="smsr-export-") as tmp:
+        out_dir = args.out_dir or tmp
+        try:  # an unusable output folder is reported before the (slow) export
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"error: cannot create output folder {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        try:
+            paths = export_all(args.weights, args.scale, out_dir, fp16, tuple(graphs))
+            installed = install_default_model(paths["deploy"], args.scale) if args.install else None
+        except CheckpointError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # e.g. the folder is not writable or the disk is full
+            where = exc.filename or out_dir
+            print(f"error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        if args.out_dir is not None:
+            for key, p in paths.items():
+                print(f"{key:<16} {p}  ({p.stat().st_size / 1e6:.1f} MB)")
+    if installed is not None:
+        print(f"default model    {installed}  (used by `smsr upscale` / `smsr bench` without --model)")
     return 0
 
 

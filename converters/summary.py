@@ -91,7 +91,13 @@ def image_masks(model: SMSR, path: str) -> np.ndarray:
     return masks[0].numpy()
 
 
-def format_summary(s: dict, name: str = "") -> str:
+COLUMNS_HELP = ("block: sparse mask block 0-4 (the numbers of the --save-masks picture); split D/S per layer: of "
+                "each of its 4 conv layers' output channels, D dense ones computed at every pixel and S sparse ones "
+                "computed only where the block's spatial mask is on; mask: the fraction of pixels the mask "
+                "selects; GMAC dense/sparse: multiply-adds of the block without / with the sparsity")
+
+
+def format_summary(s: dict, name: str = "", legend: bool = True) -> str:
     lines = [f"SMSR x{s['scale']}" + (f" — {name} ({s['lr_size'][0]}x{s['lr_size'][1]} LR)" if name else "")]
     header = "block  split D/S per layer        "
     if "gmac_dense" in s:
@@ -105,11 +111,14 @@ def format_summary(s: dict, name: str = "") -> str:
     if "gmac_dense" in s:
         lines.append(f"whole network: {s['gmac_dense']:.3f} -> {s['gmac_sparse']:.3f} GMAC "
                      f"({100 * s['mac_reduction']:.0f} % fewer), mean mask density {100 * s['mask_density']:.0f} %")
+    if legend:
+        import textwrap
+        lines += textwrap.wrap(COLUMNS_HELP, 100)
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters.summary", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m converters.summary") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0], epilog="columns: " + COLUMNS_HELP)
     ap.add_argument("--weights", required=True)
     ap.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     ap.add_argument("--image", nargs="*", default=[], help="LR images to measure mask density and MACs on")
@@ -133,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             rc = 2
             continue
-        print(json.dumps({"image": path, **s}) if args.json else format_summary(s, path), flush=True)
+        print(json.dumps({"image": path, **s}) if args.json else format_summary(s, path, legend=path == args.image[-1]),
+              flush=True)
     return rc
 
 

@@ -15,10 +15,11 @@ import numpy as np
 
 from .backends.base import BACKEND_CHOICES, create_backend
 from .errors import BackendOutOfMemory, EngineError, ImageNotFoundError, OutOfMemoryError, OutputError, UsageError
-from .image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, make_output, output_suffix, save_image,
-                       save_pil, to_network)
+from .image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_writable_as, load_image, make_output,
+                       output_suffix, save_image, save_pil, to_network)
 from .pipeline import DEFAULT_OVERLAP, Upscaler
 from .progress import Progress
+from .video.cli import VIDEO_EPILOG, add_video_args, run_video_cli, wants_video
 
 EPILOG = """exit codes: 0 ok, 2 usage, 3 bad input image, 4 model/engine error (wrong scale, built for another
 TensorRT/GPU), 5 backend or plugin library unavailable, or the backend failed while running an input, 6 out of
@@ -48,22 +49,27 @@ def _nonneg(v: str) -> int:
 
 
 def _size(v: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT, like video tools (640x360 is landscape); returns (height, width)."""
     try:
-        h, w = (int(p) for p in v.lower().split("x"))
+        w, h = (int(p) for p in v.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError("expected HxW like 256x256, got %r" % v) from None
-    if h < 2 or w < 2:
-        raise argparse.ArgumentTypeError("size must be at least 2x2")
+        raise argparse.ArgumentTypeError("expected WIDTHxHEIGHT like 640x360, got %r" % v) from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError("size must be at least 1x1")
     return h, w
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
     g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="auto: TensorRT if --engine runs here, else ONNX Runtime (CUDA if present, else CPU), "
-                        "else PyTorch for .pt weights (default: auto)")
-    g.add_argument("--engine", type=Path, help="TensorRT engine (its manifest <engine>.json must be next to it)")
-    g.add_argument("--model", type=Path, help="ONNX model (ONNX Runtime) or .pt checkpoint (--backend torch)")
+                   help="auto: TensorRT if --engine runs here, else ONNX Runtime (a deploy graph on the CPU with our "
+                        "sparse op; a reference graph on CUDA if present, else CPU), else PyTorch for .pt weights "
+                        "(default: auto)")
+    g.add_argument("--engine", type=Path, help="TensorRT engine; its manifest <engine>.json (written beside it by "
+                                               "build-engine) is checked when present, a warning when missing")
+    g.add_argument("--model", type=Path, help="ONNX model (ONNX Runtime) or .pt checkpoint (--backend torch); "
+                                              "default without --engine: $SMSR_HOME/models/smsr_x<scale>_deploy.onnx "
+                                              "(smsr export-onnx --install)")
     g.add_argument("--scale", type=int, choices=(2, 3, 4), help="expected scale; an error if the model differs")
     g.add_argument("--plugin", type=Path, help="TensorRT plugin library (default: from the engine manifest)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -72,15 +78,16 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=_positive, help="CPU threads for ONNX Runtime (default: all cores)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description="SMSR super-resolution runtime",
+def build_parser(prog: str = "python -m engine") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="SMSR super-resolution runtime",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="{upscale,bench}")
     sub.required = True
 
-    up = sub.add_parser("upscale", help="upscale images", epilog=EPILOG,
+    up = sub.add_parser("upscale", help="upscale images and videos", epilog=EPILOG + "\n" + VIDEO_EPILOG,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    up.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="image files, folders or glob patterns; or videos, /dev/videoN, rtsp:// or http(s):// streams")
     up.add_argument("-o", "--output", type=Path, required=True,
                     help="output folder (or a file name when there is one input)")
     _add_backend_args(up)
@@ -104,10 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lift the decompression-bomb limit (%d pixels)" % DEFAULT_MAX_PIXELS)
     o.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help=argparse.SUPPRESS)
     _add_ui_args(up)
+    add_video_args(up)
 
     b = sub.add_parser("bench", help="measure latency and throughput on random input of a given size")
     _add_backend_args(b)
-    b.add_argument("--size", type=_size, default=(256, 256), metavar="HxW", help="LR size (default: 256x256)")
+    b.add_argument("--size", type=_size, default=(256, 256), metavar="WIDTHxHEIGHT",
+                   help="LR input size, width first like video tools: 640x360 is landscape (default: 256x256)")
     b.add_argument("--batch", type=_positive, default=1, help="images per call (default: 1)")
     b.add_argument("--iters", type=_positive, default=10, help="timed calls (default: 10)")
     b.add_argument("--warmup", type=_nonneg, default=2, help="untimed calls first (default: 2)")
@@ -119,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_ui_args(p):
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="always draw the progress bar (default: only on a terminal)")
+                   help="always draw the progress bar (default: a bar on a terminal, plain lines otherwise)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary line")
 
@@ -174,12 +183,46 @@ def _mem_budget(args, backend) -> int | None:
     return None
 
 
+def _default_model(args, log) -> Path | None:
+    """The cached deploy graph when neither --model nor --engine is given (ONNX Runtime backends only)."""
+    if args.model is not None or args.engine is not None or args.backend not in ("auto", "ort", "ort-cpu", "ort-cuda"):
+        return args.model
+    from .home import FILL_HINT, default_model_path
+    path = default_model_path(args.scale or 2)
+    if not path.is_file():
+        raise UsageError("no --model or --engine given and no default model at %s: %s" % (path, FILL_HINT))
+    log("model: %s (default)" % path)
+    return path
+
+
 def _make_backend(args, log):
-    return create_backend(args.backend, model=args.model, engine=args.engine, scale=args.scale, device=args.device,
-                          plugin=args.plugin, threads=args.threads, log=log)
+    return create_backend(args.backend, model=_default_model(args, log), engine=args.engine, scale=args.scale,
+                          device=args.device, plugin=args.plugin, threads=args.threads, log=log)
+
+
+def _check_output_folder(folder: Path) -> None:
+    """Prove, before any (slow) inference, that the output folder can be created and takes files: its nearest
+    existing ancestor must be a folder that accepts a (deleted at once) test file. Creates nothing."""
+    import tempfile
+    base = folder
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise UsageError("cannot write into output folder %s: %s is not a folder" % (folder, base))
+    try:
+        with tempfile.TemporaryFile(dir=base, prefix=".smsr-write-test"):
+            pass
+    except OSError as e:
+        raise UsageError("cannot write into output folder %s: %s" % (folder, e.strerror or e)) from None
+
+
+def _show_progress(args) -> bool | None:
+    return False if args.quiet else args.progress
 
 
 def cmd_upscale(args) -> int:
+    if wants_video(args.inputs):  # videos, cameras, streams: engine/video
+        return run_video_cli(args, _make_backend, _mem_budget)
     err = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     info = (lambda s: None) if args.quiet else err
     entries = expand_inputs(args.inputs, args.recursive)
@@ -191,6 +234,11 @@ def cmd_upscale(args) -> int:
     if args.tile is not None and args.tile <= args.tile_overlap:
         raise UsageError("--tile %d must be larger than --tile-overlap %d" % (args.tile, args.tile_overlap))
     input_paths = {os.path.abspath(p) for p, _, _ in entries}
+    if single_file and out_arg.suffix.lower() not in ("." + s for s in ("png", "jpg", "jpeg", "webp", "bmp", "tif",
+                                                                         "tiff")):
+        raise UsageError("-o %s: cannot write %s files (use .png, .jpg, .webp, .bmp or .tif)" % (out_arg,
+                                                                                              out_arg.suffix))
+    _check_output_folder(out_arg.parent if single_file else out_arg)
 
     backend = _make_backend(args, info)
     failures: list[tuple[Path, EngineError]] = []
@@ -201,7 +249,7 @@ def cmd_upscale(args) -> int:
     try:
         upscaler = Upscaler(backend, tile=args.tile, overlap=args.tile_overlap, batch=args.batch,
                             mem_budget_bytes=_mem_budget(args, backend), log=info)
-        bar = Progress(len(entries), "images", enabled=args.progress if len(entries) > 1 else False)
+        bar = Progress(len(entries), "images", enabled=_show_progress(args) if len(entries) > 1 else False)
         for i, (path, rel, pre_err) in enumerate(entries):
             try:
                 if pre_err is not None:
@@ -219,9 +267,10 @@ def cmd_upscale(args) -> int:
                 if key in written:
                     raise OutputError("%s: output %s was already written for %s; use distinct names"
                                       % (path, dest, written[key]))
+                check_writable_as(img, dest)  # e.g. alpha into a JPEG: said now, not after inference
                 tile_bar = None
                 if len(entries) == 1:
-                    tile_bar = Progress(1, "tiles", enabled=args.progress)
+                    tile_bar = Progress(1, "tiles", enabled=_show_progress(args))
                 want_masks = args.save_masks and backend.has_masks
                 res = upscaler.upscale(to_network(img), want_masks=want_masks,
                                        on_tiles=(lambda d, t: tile_bar.update(d, t)) if tile_bar else None)
@@ -242,11 +291,11 @@ def cmd_upscale(args) -> int:
                 mp_in += w * h / 1e6
                 mp_out += w * h * backend.scale ** 2 / 1e6
             except EngineError as e:  # this file failed (bad image, backend error, OOM): report it, go on
-                bar.close()
+                bar.clear()
                 msg = str(e)
                 err("error: %s" % (msg if str(path) in msg else "%s: %s" % (path, msg)))
                 failures.append((path, e))
-            bar.update(i + 1)
+            bar.update(i + 1, mp=mp_out)
         bar.close()
     finally:
         backend.close()
@@ -273,21 +322,24 @@ def cmd_bench(args) -> int:
             lim = backend.limits
             if lim.max_hw is not None and (h > lim.max_hw[0] or w > lim.max_hw[1]):
                 raise UsageError("--size %dx%d is larger than the model/engine takes (%dx%d): use a smaller --size "
-                                 "or --tile" % (h, w, lim.max_hw[0], lim.max_hw[1]))
+                                 "or --tile" % (w, h, lim.max_hw[1], lim.max_hw[0]))
             if lim.max_batch is not None and args.batch > lim.max_batch:
                 raise UsageError("--batch %d is larger than the model/engine takes (%d)" % (args.batch, lim.max_batch))
             up = Upscaler(backend, log=info)
             call = lambda: up._run_padded(x, False)  # noqa: E731
         times = []
-        bar = Progress(args.iters, "bench", enabled=args.progress)
+        steps = args.warmup + args.iters
+        bar = Progress(steps, "bench (%d warm-up + %d timed calls)" % (args.warmup, args.iters),
+                       enabled=_show_progress(args) if steps > 1 else False)
         try:
-            for _ in range(args.warmup):
+            for i in range(args.warmup):
                 call()
+                bar.update(i + 1)
             for i in range(args.iters):
                 t = time.perf_counter()
                 call()
                 times.append(time.perf_counter() - t)
-                bar.update(i + 1)
+                bar.update(args.warmup + i + 1)
         except BackendOutOfMemory as e:  # bench runs whole inputs without tiling: no retry here
             raise OutOfMemoryError("out of memory running %d×3×%d×%d on %s (%s); try a smaller --size or --batch, "
                                    "or --tile" % (args.batch, h, w, backend.name, e)) from None
@@ -306,8 +358,8 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m engine") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         return cmd_upscale(args) if args.command == "upscale" else cmd_bench(args)
     except EngineError as e:

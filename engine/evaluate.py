@@ -1,7 +1,9 @@
 """Evaluate SMSR on a benchmark folder (HR/ and LR_bicubic/X{s}/), PSNR/SSIM on Y like the SR literature.
 
-    python -m engine.evaluate --backend torch --weights W --data DIR --scale 2 [--json]
-    python -m engine.evaluate --backend ort --model smsr_x2_deploy.onnx --data DIR --scale 2
+    python -m engine.evaluate --backend torch --weights W --data DIR [--json]
+    python -m engine.evaluate --backend ort --model smsr_x2_deploy.onnx --data DIR
+    python -m engine.evaluate --backend tensorrt --engine smsr_x2_deploy_fp16_<builder>.engine --data DIR
+The scale comes from the model (ONNX metadata, engine manifest, checkpoint); --scale only checks it.
 """
 from __future__ import annotations
 
@@ -56,9 +58,10 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
-def make_predictor(backend: str, scale: int, weights: str | None, model: str | None,
-                   threads: int | None) -> tuple[Predictor, str]:
-    """A function LR -> (SR, masks or None) for the chosen backend (engine.backends), and a description of it."""
+def make_predictor(backend: str, scale: int | None, weights: str | None, model: str | None,
+                   threads: int | None, engine: str | None = None, plugin: str | None = None):
+    """A function LR -> (SR, masks or None) for the chosen backend (engine.backends), with the model's scale as
+    its `scale` attribute, and a description. `scale` None: the model's own."""
     from .backends import create_backend
     if backend == "torch":
         if not weights:
@@ -66,14 +69,32 @@ def make_predictor(backend: str, scale: int, weights: str | None, model: str | N
         if threads:
             import torch  # only the reference backend uses it
             torch.set_num_threads(threads)
+        if scale is None:
+            scale = _checkpoint_scale(weights)
         runner = create_backend("torch", model=weights, scale=scale, device="cpu")
     elif backend == "ort":
         if not model:
             raise UsageError("--backend ort needs --model (an ONNX file from converters.export_onnx)")
         runner = create_backend("ort", model=model, scale=scale, threads=threads)
+    elif backend == "tensorrt":
+        if not engine:
+            raise UsageError("--backend tensorrt needs --engine (from build-engine, with its manifest)")
+        runner = create_backend("tensorrt", engine=engine, scale=scale, plugin=plugin)
     else:
-        raise UsageError(f"unknown backend {backend!r} (choose torch or ort)")
-    return (lambda lr: runner.run(lr, want_masks=True)), runner.describe()
+        raise UsageError(f"unknown backend {backend!r} (choose torch, ort or tensorrt)")
+    def predict(lr):
+        return runner.run(lr, want_masks=True)
+    predict.scale = runner.scale
+    return predict, runner.describe()
+
+
+def _checkpoint_scale(weights: str) -> int | None:
+    """The scale an SMSR checkpoint was trained for (its tail conv), or None to let the backend decide."""
+    try:
+        from converters.model.checkpoint import infer_scale, load_state_dict_file
+        return infer_scale(load_state_dict_file(weights))
+    except Exception:  # the backend reports an unreadable file itself
+        return None
 
 
 def evaluate(predict, pairs, scale: int, progress=None) -> list[ImageResult]:
@@ -104,23 +125,31 @@ def summarize(results: list[ImageResult]) -> dict:
         "ssim_y": float(np.mean([r.ssim_y for r in results])),
         "mask_density": (float(np.mean([r.mask_density for r in results]))
                          if all(r.mask_density is not None for r in results) else None),
-        "seconds": float(sum(r.seconds for r in results)),
+        "seconds": float(sum(r.seconds for r in results)),  # total
+        "seconds_mean": float(np.mean([r.seconds for r in results])),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m engine.evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", choices=("torch", "ort"), default="ort")
+def main(argv: list[str] | None = None, prog: str = "python -m engine.evaluate") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", choices=("torch", "ort", "tensorrt"), default="ort")
     ap.add_argument("--weights", help="PyTorch checkpoint (torch backend)")
     ap.add_argument("--model", help="ONNX model (ort backend)")
+    ap.add_argument("--engine", help="TensorRT engine with its manifest (tensorrt backend, needs a GPU)")
+    ap.add_argument("--plugin", help="TensorRT plugin library (default: from the engine manifest)")
     ap.add_argument("--data", required=True, help="folder with HR/ and LR_bicubic/X{scale}/")
-    ap.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
+    ap.add_argument("--scale", type=int, choices=(2, 3, 4),
+                    help="expected scale (default: the model's own; an error if the model differs)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: library default)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args(argv)
     try:
-        pairs = find_pairs(Path(args.data), args.scale)
-        predict, description = make_predictor(args.backend, args.scale, args.weights, args.model, args.threads)
+        if not Path(args.data).is_dir():
+            raise FileNotFoundError(f"{args.data} not found: expected a folder with HR/ and LR_bicubic/X<scale>/")
+        predict, description = make_predictor(args.backend, args.scale, args.weights, args.model, args.threads,
+                                              args.engine, args.plugin)
+        args.scale = scale = predict.scale
+        pairs = find_pairs(Path(args.data), scale)
         if not args.json:
             print(f"backend: {description}")
             print(f"{'image':<12} {'LR size':>9} {'PSNR_Y':>8} {'SSIM_Y':>7} {'mask':>6} {'sec':>6}")
@@ -144,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         dens = "-" if summary["mask_density"] is None else f"{100 * summary['mask_density']:.0f}%"
         print(f"{'mean':<12} {'':>9} {summary['psnr_y']:8.3f} {summary['ssim_y']:7.4f} {dens:>6} "
-              f"{summary['seconds']:6.2f}")
+              f"{summary['seconds_mean']:6.2f}")
+        print(f"x{scale}, {summary['images']} images in {summary['seconds']:.2f} s")
     return 0
 
 

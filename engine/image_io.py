@@ -274,6 +274,22 @@ def _strip_exif_header(exif: bytes | None) -> bytes | None:
     return exif
 
 
+def check_writable_as(img: ImageData, path) -> None:
+    """UsageError now (before inference) when `img`'s kind cannot be written to `path`'s format, e.g. alpha into a
+    JPEG: the same encoder runs on a 2×2 image of the same kind."""
+    from .errors import UsageError
+    path = Path(path)
+    probe = ImageData(np.zeros((2, 2, 3), np.float32), None if img.alpha is None else np.zeros((2, 2), np.float32),
+                      img.bit_depth, img.gray, img.format, img.source_mode, img.icc_profile, img.exif)
+    try:
+        _encode_to(probe, io.BytesIO(), _format_for(path.suffix))
+    except OutputError as e:
+        raise UsageError("output %s: %s (choose another --format, or --format same)" % (path, e)) from None
+    except (OSError, ValueError, KeyError) as e:  # Pillow: mode not supported by this format
+        raise UsageError("output %s: a %s image cannot be written as %s (%s); choose another --format"
+                         % (path, img.out_mode(), path.suffix, e)) from None
+
+
 def save_image(img: ImageData, path) -> Path:
     """Write `img` to `path` (format from the suffix) atomically."""
     path = Path(path)

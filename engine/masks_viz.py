@@ -1,8 +1,8 @@
 """Pictures of SMSR's spatial masks over the image (--save-masks): where the network spends its sparse work.
 
-One PNG per image: a grid of panels at LR resolution, one per sparse block (the image darkened and desaturated,
-masked pixels tinted orange, the block's mask density in the corner) and a last panel with a heat map of how many
-blocks process each pixel.
+One PNG per image: a grid of panels at LR resolution, one per sparse block, numbered 0-4 like `smsr summary`
+(the image darkened and desaturated, masked pixels tinted orange, the block's mask density in the corner), a last
+panel with a heat map of how many blocks process each pixel, and a legend strip below saying what the colours mean.
 """
 from __future__ import annotations
 
@@ -21,6 +21,19 @@ def _heat(v: np.ndarray) -> np.ndarray:
     return _HEAT[i] * (1 - f) + _HEAT[i + 1] * f
 
 
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def panel_labels(masks: np.ndarray) -> list[str]:
+    """Panel titles: blocks numbered from 0, as `smsr summary` numbers them, then the heat-map panel."""
+    labels = ["block %d: %.0f%%" % (b, 100 * float(masks[b].mean())) for b in range(masks.shape[0])]
+    return labels + ["blocks per pixel (mean %.0f%%)" % (100 * float(masks.mean()))]
+
+
 def render_masks(lr_rgb: np.ndarray, masks: np.ndarray, columns: int = 3) -> Image.Image:
     """lr_rgb: H×W×3 float (0..255); masks: K×H×W in [0, 1]. Returns an RGB PIL image."""
     # Small images get their panels enlarged (nearest) so the masks stay readable.
@@ -32,23 +45,36 @@ def render_masks(lr_rgb: np.ndarray, masks: np.ndarray, columns: int = 3) -> Ima
     k = masks.shape[0]
     gray = (lr_rgb @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     base = np.clip(gray, 0, 255) * 0.45
-    panels, labels = [], []
+    panels = []
     for b in range(k):
         m = np.clip(masks[b], 0, 1)[..., None]
         panels.append(base * (1 - m * 0.3) + _TINT * m * 0.55)
-        labels.append("block %d: %.0f%%" % (b + 1, 100 * float(masks[b].mean())))
     mean = masks.mean(axis=0)
     panels.append(base * 0.4 + _heat(mean) * 0.8)
-    labels.append("all blocks: %.0f%% masked" % (100 * float(mean.mean())))
+    labels = panel_labels(masks)
     rows = -(-len(panels) // columns)
     gap = 2
-    canvas = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), 32, np.float32)
+    font = _font(max(12, min(24, w // 14)))
+    line_h = font.getbbox("Ag")[3] + 4
+    legend_h = 3 * line_h + 8
+    canvas = np.full((rows * (h + gap) - gap + legend_h, columns * (w + gap) - gap, 3), 32, np.float32)
     for i, p in enumerate(panels):
         r, c = divmod(i, columns)
         canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = p
+    # legend: swatches and the heat-map colour bar
+    top = rows * (h + gap) - gap + 4
+    sw = line_h - 4
+    canvas[top:top + sw, 4:4 + sw] = _TINT * 0.55 + 255 * 0.45 * 0.7 * 0.5
+    canvas[top + line_h:top + line_h + sw, 4:4 + sw] = 255 * 0.45 * 0.5
+    bar_w = min(160, canvas.shape[1] // 3)
+    canvas[top + 2 * line_h:top + 2 * line_h + sw, 4:4 + bar_w] = _heat(np.linspace(0, 1, bar_w))[None] * 0.8
     img = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
+    legend = [(8 + sw, "masked: the block computes its sparse channels here"),
+              (8 + sw, "dark: skipped (dense channels only)"),
+              (10 + bar_w, "0 -> all %d blocks process the pixel" % k)]
+    for j, (x, text) in enumerate(legend):
+        draw.text((x, top + j * line_h - 2), text, fill=(230, 230, 230), font=font)
     for i, text in enumerate(labels):
         r, c = divmod(i, columns)
         x, y = c * (w + gap) + 3, r * (h + gap) + 2

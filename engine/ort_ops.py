@@ -88,11 +88,11 @@ def _probe_model_bytes() -> bytes | None:
     except ImportError:
         return None
     inits = [numpy_helper.from_array(np.ones(shape, np.float32), name) for name, shape in
-             [("w0", (1, 1, 3, 3)), ("w1", (1, 1, 3, 3)), ("w2", (1, 1, 3, 3)), ("w3", (1, 1, 3, 3)),
-              ("wc", (1, 4, 1, 1)), ("bc", (1,))]]
+             [("w0", (3, 3, 1, 1)), ("w1", (3, 3, 1, 1)), ("w2", (3, 3, 1, 1)), ("w3", (3, 3, 1, 1)),
+              ("wc", (1, 1, 4, 1)), ("bc", (1,))]]  # the op's weight layout: 3 x 3 x Cin x Cout, 1 x 1 x K x C
     node = helper.make_node(OP_TYPE, ["x", "mask", "w0", "w1", "w2", "w3", "wc", "bc"], ["y"], domain=OP_DOMAIN,
                             dense_channels=[1, 1, 1, 1], sparse_channels=[0, 0, 0, 0],
-                            plugin_version="1", plugin_namespace="")
+                            plugin_version="2", plugin_namespace="")
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 1, 1]) for n in ("x", "mask", "y")]
     graph = helper.make_graph([node], "smsr_probe", io[:2], io[2:], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(OP_DOMAIN, 1)])

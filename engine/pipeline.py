@@ -17,6 +17,7 @@ from .tiling import run_tiled
 
 DEFAULT_OVERLAP = 16
 MIN_TILE = 32
+MIN_NETWORK_HW = 2
 
 
 @dataclass
@@ -115,7 +116,9 @@ class Upscaler:
 
     def _run_padded(self, x: np.ndarray, want_masks: bool):
         lim = self.backend.limits
-        xp, h, w = pad_to_limits(x, lim.min_hw, lim.multiple)
+        # SMSR itself needs 2×2 (its mask branch pools 2×2): smaller images are mirror-padded and cropped back.
+        min_hw = (max(MIN_NETWORK_HW, lim.min_hw[0]), max(MIN_NETWORK_HW, lim.min_hw[1]))
+        xp, h, w = pad_to_limits(x, min_hw, lim.multiple)
         sr, masks = self.backend.run(xp, want_masks)
         s = self.backend.scale
         sr = sr[:, :, :h * s, :w * s]
@@ -127,8 +130,8 @@ class Upscaler:
                 on_tiles: Callable[[int, int], None] | None = None) -> UpscaleResult:
         """x: 3×H×W float32 (0..255) -> UpscaleResult."""
         _, h, w = x.shape
-        if h < 2 or w < 2:
-            raise UnsupportedImageError("image is %d×%d; at least 2×2 pixels are needed" % (w, h))
+        if h < 1 or w < 1:
+            raise UnsupportedImageError("image is %d×%d: it has no pixels" % (w, h))
         tile = self.tile if self.tile is not None else self._auto_tile(h, w)
         while True:
             try:

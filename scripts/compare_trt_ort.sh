@@ -33,6 +33,17 @@ work="${WORK:-$(mktemp -d -t smsr_compare.XXXXXX)}"
 mkdir -p "$work"
 
 die() { echo "compare_trt_ort.sh: $*" >&2; exit 2; }
+usage() {
+  cat <<'EOF'
+usage: scripts/compare_trt_ort.sh COMMAND ARGS...
+  compare ENGINE REFERENCE_FP32_ONNX [PLUGIN_LIB]   TensorRT engine vs ONNX Runtime on real LR crops (GPU)
+  ort-only REFERENCE_FP32_ONNX                      only the ONNX Runtime reference outputs (any machine)
+  layerwise-trt INT8_QDQ_ONNX [PLUGIN_LIB]          first tensor where TensorRT's INT8 departs (GPU)
+  layerwise-ort FP32_ONNX INT8_QDQ_ONNX [IMAGE_DIR] SQNR per quantized tensor, CPU only
+environment: SHAPE (LR crop NxCxHxW, default 1x3x64x64), COUNT (default 3), DATA (LR images), WORK (output
+folder), PRECISION (override the manifest's), PLUGIN_LIB. Tolerances per precision: see the top of this script.
+EOF
+}
 need() { command -v "$1" >/dev/null || die "$1 not found ($2)"; }
 plugin_default() {
   local p
@@ -104,8 +115,12 @@ only. Compare TensorRT-RTX engines through the project's runtime (engine/ backen
     [[ $# -ge 2 ]] || die "usage: layerwise-ort FP32_ONNX INT8_QDQ_ONNX [IMAGE_DIR]"
     python3 -m calibration.layerwise --float "$1" --qdq "$2" --data "${3:-$SMSR_COMPARE_DATA}" --top 10
     ;;
+  -h|--help)
+    usage
+    ;;
   *)
-    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
-    [[ -z "$cmd" || "$cmd" == "-h" || "$cmd" == "--help" ]] || exit 2
+    usage >&2
+    [[ -z "$cmd" ]] || echo "compare_trt_ort.sh: unknown command '$cmd'" >&2
+    exit 2
     ;;
 esac

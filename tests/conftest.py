@@ -15,6 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 
 
+@pytest.fixture(autouse=True)
+def _empty_smsr_home(tmp_path_factory, monkeypatch):
+    """Tests never read or fill the user's cache ($SMSR_HOME, default ~/.cache/smsr): an empty one per test."""
+    monkeypatch.setenv("SMSR_HOME", str(tmp_path_factory.mktemp("smsr_home")))
+
+
 def _weights_path() -> Path:
     return Path(os.environ.get("SMSR_WEIGHTS", SHARED / "weights" / "smsr_x2_official.pt"))
 

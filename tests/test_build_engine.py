@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import onnx
@@ -103,15 +104,22 @@ def test_script_runs_from_the_repo_root():
 
 
 def test_without_tensorrt_every_onnx_artifact_and_a_clear_message(official_weights, set5_dir, tmp_path):
-    """No TensorRT importable: all ONNX graphs (reference, deploy, FP16, INT8 Q/DQ) are written and checked, then
-    exit code 3 with a message naming what is missing; --onnx-only makes the same run succeed."""
+    """No TensorRT importable: exit code 3 before anything is exported (the export takes 15-70 s), with a message
+    naming what is missing and --onnx-only; --onnx-only then writes all ONNX graphs (reference, deploy, FP16, INT8
+    Q/DQ), checked, and a second run reuses the unchanged ones."""
     out = tmp_path / "out"
     calib = ["--calib-data", set5_dir / "LR_bicubic" / "X2", "--calib-mode", "patches", "--calib-images", "2",
              "--calib-patch", "32", "--calib-patches-per-image", "4", "--eval-data", "none"]
+    t0 = time.perf_counter()
     res = run_build(["--weights", official_weights, "--scale", 2, "--precision", "int8", "--out-dir", out, *calib],
                     pre=BLOCK_TRT)
     assert res.returncode == 3, res.stdout + res.stderr
     assert "needs TensorRT" in res.stderr and "--onnx-only" in res.stderr and "tensorrt-rtx" in res.stderr
+    assert "nothing was exported" in res.stderr and not list(out.glob("*.onnx")) and "exporting" not in res.stdout
+    assert time.perf_counter() - t0 < 60
+    res = run_build(["--weights", official_weights, "--scale", 2, "--precision", "int8", "--out-dir", out, *calib,
+                     "--onnx-only"], pre=BLOCK_TRT)
+    assert res.returncode == 0, res.stdout + res.stderr
     for key in ("reference", "deploy", "reference_fp16", "deploy_fp16", "reference_int8", "deploy_int8"):
         path = out / f"smsr_x2_{key}.onnx"
         assert path.is_file(), key
@@ -119,6 +127,10 @@ def test_without_tensorrt_every_onnx_artifact_and_a_clear_message(official_weigh
         onnx.checker.check_model(model)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         assert {p.key: p.value for p in model.metadata_props}["smsr.precision"] == (key.split("_") + ["fp32"])[1]
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("smsr_x2_*.onnx") if "int8" not in p.name}
+    res = run_build(["--weights", official_weights, "--scale", 2, "--out-dir", out, "--onnx-only"], pre=BLOCK_TRT)
+    assert res.returncode == 0 and res.stdout.count("unchanged: reused") == 4, res.stdout
+    assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps  # not rewritten
     report = json.loads((out / "smsr_x2_int8_calibration.json").read_text())
     assert report["calibration_data"]["mode"] == "patches" and report["calibration_data"]["images"] == 2
     # --onnx-only: same inputs, success, no engine
@@ -376,3 +388,19 @@ def test_load_builder_names_what_is_missing(monkeypatch):
         builders.load_builder("auto")
     with pytest.raises(ValueError, match="unknown builder"):
         builders.load_builder("trtexec")
+
+
+def test_auto_builder_fallback_to_tensorrt_rtx_is_said_in_words(monkeypatch, capsys):
+    """--builder auto without TensorRT (or without a GPU) builds for RTX GPUs: said before anything is exported."""
+    import argparse
+    import converters.build_engine as be
+    from converters.engine_build import builders
+    monkeypatch.setattr(builders, "load_builder", lambda choice: argparse.Namespace(name="tensorrt-rtx"))
+    monkeypatch.setattr(builders, "_import", lambda name: ModuleNotFoundError(name))
+    monkeypatch.setattr(builders, "detect_gpu", lambda: None)
+    be.pick_builder(argparse.Namespace(builder="auto", compute_capability=None))
+    out = capsys.readouterr().out
+    assert "TensorRT not found: building a TensorRT-RTX engine for sm75, sm86, sm89, sm120" in out
+    assert "it will not run on Jetson or with TensorRT 10" in out
+    be.pick_builder(argparse.Namespace(builder="tensorrt-rtx", compute_capability=None))  # asked for: no note
+    assert capsys.readouterr().out == ""

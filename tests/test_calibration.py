@@ -244,6 +244,33 @@ def test_validate_qdq_rejects_float_graph_and_nonzero_zero_point(tiny_path, tmp_
         validate_qdq(model)
 
 
+def _custom_op_with_dq_weight(axis):
+    """One SMSRSparseBlock (C = 8, 8 channels per layer) whose w0 comes out of a per-channel DequantizeLinear."""
+    c = 8
+    inits = [numpy_helper.from_array(np.ones((3, 3, c, c), np.int8), "w0_q"),
+             numpy_helper.from_array(np.full(c, 0.01, np.float32), "w0_scale"),
+             numpy_helper.from_array(np.zeros(c, np.int8), "w0_zp")]
+    inits += [numpy_helper.from_array(np.ones((3, 3, c, c), np.float32), f"w{i}") for i in (1, 2, 3)]
+    inits += [numpy_helper.from_array(np.ones((1, 1, 4 * c, c), np.float32), "wc"),
+              numpy_helper.from_array(np.zeros(c, np.float32), "bc")]
+    nodes = [helper.make_node("DequantizeLinear", ["w0_q", "w0_scale", "w0_zp"], ["w0"], name="w0_dq", axis=axis),
+             helper.make_node("SMSRSparseBlock", ["x", "mask", "w0", "w1", "w2", "w3", "wc", "bc"], ["y"],
+                              name="smb", domain="smsr", dense_channels=[0] * 4, sparse_channels=[c] * 4,
+                              plugin_version="2", plugin_namespace="")]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, ch, 4, 4]) for n, ch in (("x", c), ("mask", 1))]
+    graph = helper.make_graph(nodes, "g", io, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 4, 4])],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("smsr", 1)])
+
+
+def test_validate_qdq_wants_axis_3_for_custom_op_weights():
+    """The op's weights are 3 x 3 x Cin x Cout: per-channel (output-channel) scales sit on axis 3, not Conv's 0."""
+    validate_qdq(_custom_op_with_dq_weight(axis=3))
+    with pytest.raises(ValueError, match=r"w0_dq: per-channel scales of SMSRSparseBlock weight w0 use axis 0; "
+                                         r"its output channels are axis 3"):
+        validate_qdq(_custom_op_with_dq_weight(axis=0))
+
+
 def test_constants_to_initializers():
     model = constants_to_initializers(tiny_model(weight_as_constant=True))
     assert not any(n.op_type == "Constant" for n in model.graph.node)

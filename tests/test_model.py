@@ -234,4 +234,26 @@ def test_download_verifies_sha256_and_leaves_no_partial_file(official_weights, t
     assert good.stat().st_mode & 0o777 == 0o666 & ~umask, "permissions like any new file (not mkstemp's 0600)"
     with pytest.raises(CheckpointError, match="expected 0000"):
         download_checkpoint(2, tmp_path / "bad", url=url, sha256="0" * 64)
-    assert list((tmp_path / "bad").iterdir()) == []
+    assert not (tmp_path / "bad").exists()  # no partial file, no empty folder
+
+
+def test_deploy_block_in_op_layout_matches_the_model(official_model):
+    """The deploy module (what the exporter turns into SMSRSparseBlock) holds its weights in the op's layout
+    (plugin_version 2: w_l 3 x 3 x Cin x Cout, wc 1 x 1 x K x C) and its op computes what the model's block does."""
+    from converters.deploy_op import DeploySparseBlock, op_weights, permuted_weights
+    rng = np.random.default_rng(3)
+    for b in (0, 3):
+        block = official_model.body[b].body
+        deploy = DeploySparseBlock(block)
+        oihw, wc_oihw, dense, sparse = permuted_weights(block)
+        for l, w in enumerate(oihw):  # op_weights = permuted_weights in HWIO
+            assert getattr(deploy, f"w{l}").shape == (3, 3, w.shape[1], w.shape[0])
+            assert torch.equal(getattr(deploy, f"w{l}"), w.permute(2, 3, 1, 0))
+        assert deploy.wc.shape == (1, 1, wc_oihw.shape[1], wc_oihw.shape[0])
+        assert torch.equal(op_weights(block)[1], deploy.wc)
+        x = torch.from_numpy(rng.random((2, 64, 13, 11), dtype=np.float32) * 4)
+        mask = torch.from_numpy((rng.random((2, 1, 13, 11)) < 0.4).astype(np.float32))
+        with torch.no_grad():
+            want = block(x, mask, "dense_masked")
+            got = deploy(x, mask)
+        assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())

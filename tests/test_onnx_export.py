@@ -60,19 +60,41 @@ def test_graph_is_valid_and_typed(onnx_graphs, kind):
         assert node.domain == "smsr" and len(node.input) == 8
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert attrs["dense_channels"] == [24, 9, 3, 0] and attrs["sparse_channels"] == [40, 55, 61, 64]
-        assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b""
+        assert attrs["plugin_version"] == b"2" and attrs["plugin_namespace"] == b""
     else:
         assert "SMSRSparseBlock" not in ops
 
 
 def test_deploy_weights_are_dense_first_permutations(official_model, onnx_graphs):
+    """w0 = the conv weight, output channels permuted dense-first, in the op's 3 x 3 x Cin x Cout layout."""
     proto = onnx.load(str(onnx_graphs["deploy"]))
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
     node = next(n for n in proto.graph.node if n.op_type == "SMSRSparseBlock")
     w0 = inits[node.input[2]]
     split = official_model.body[0].body.channel_splits()[0]
-    expected = official_model.body[0].body.body[0].weight.detach().numpy()[split.permutation]
-    np.testing.assert_array_equal(w0, expected)
+    oihw = official_model.body[0].body.body[0].weight.detach().numpy()[split.permutation]
+    np.testing.assert_array_equal(w0, oihw.transpose(2, 3, 1, 0))
+    # element [ky][kx][ci][co] = W[co][ci][ky][kx]
+    assert w0[2, 0, 5, 7] == oihw[7, 5, 2, 0]
+
+
+@pytest.mark.parametrize("kind", ["deploy", "deploy_fp16"])
+def test_deploy_weight_inputs_have_the_op_layout_shapes(onnx_graphs, kind):
+    """Every SMSRSparseBlock gets w_l as 3 x 3 x Cin_l x Cout_l and wc as 1 x 1 x sum(Cout_l) x C (plugin_version 2),
+    with Cout_l / Cin_l from the node's own channel attributes."""
+    proto = onnx.load(str(onnx_graphs[kind]))
+    shapes = {i.name: tuple(i.dims) for i in proto.graph.initializer}
+    nodes = [n for n in proto.graph.node if n.op_type == "SMSRSparseBlock"]
+    assert len(nodes) == 5
+    for node in nodes:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["plugin_version"] == b"2"
+        couts = [d + s for d, s in zip(attrs["dense_channels"], attrs["sparse_channels"])]
+        cins = [64] + couts[:3]
+        for l in range(4):
+            assert shapes[node.input[2 + l]] == (3, 3, cins[l], couts[l]), (node.name, l)
+        assert shapes[node.input[6]] == (1, 1, sum(couts), 64), node.name
+        assert shapes[node.input[7]] == (64,), node.name
 
 
 @pytest.mark.parametrize("kind", ["reference", "deploy"])

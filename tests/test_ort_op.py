@@ -4,6 +4,8 @@ The reference is written from the op contract (DESIGN.md §2), channels dense-fi
     z = conv3x3(x[dense_in], W[:, dense_in]) + M * conv3x3(x[sparse_in], W[:, sparse_in]);  z[sparse_out] *= M
     f_l = ReLU(z);  y = conv1x1(concat(f_0..f_3), wc) + bc
 Mask values: the graph feeds exactly 0/1; the op treats any nonzero value as active (tested below).
+Weights: the tests and the reference hold them as OIHW (as torch has them); block_model() puts them into the op's
+layout (plugin_version 2: w_l 3 x 3 x Cin x Cout, wc 1 x 1 x K x C) unless told to pass them as they are.
 Skipped when the library is not built (see engine/ort_ops.py for how to build it).
 """
 from __future__ import annotations
@@ -66,11 +68,18 @@ def make_weights(channels, dense, sparse, rng, dtype=np.float32):
     return ws, wc, bc
 
 
+def op_layout(w):
+    """OIHW (or a 2-D C x K matrix) -> the op's 3 x 3 x Cin x Cout (or K x C) layout."""
+    return np.ascontiguousarray(w.T if w.ndim == 2 else w.transpose(2, 3, 1, 0))
+
+
 def block_model(ws, wc, bc, dense, sparse, x_shape, mask_shape, elem=TensorProto.FLOAT, inputs=None,
-                **attr_overrides):
-    attrs = dict(dense_channels=list(dense), sparse_channels=list(sparse), plugin_version="1", plugin_namespace="")
+                oihw_as_is=False, **attr_overrides):
+    attrs = dict(dense_channels=list(dense), sparse_channels=list(sparse), plugin_version="2", plugin_namespace="")
     attrs.update(attr_overrides)
     attrs = {k: v for k, v in attrs.items() if v is not None}
+    if not oihw_as_is:
+        ws, wc = [op_layout(w) for w in ws], op_layout(wc)
     inits = [numpy_helper.from_array(a, n) for n, a in zip(INPUTS[2:], [*ws, wc, bc])]
     node = helper.make_node("SMSRSparseBlock", inputs or INPUTS, ["y"], domain="smsr", **attrs)
     graph = helper.make_graph(
@@ -178,7 +187,7 @@ def test_many_tiles_and_threads_agree():
 
 @needs_lib
 def test_collect_weight_as_matrix():
-    """wc may also be given as a C x sum(D_l+S_l) matrix (same values as the 1x1-conv layout)."""
+    """wc may also be given as a sum(D_l+S_l) x C matrix (same values as the 1 x 1 x K x C layout)."""
     channels, dense, sparse = SPLITS["random"]
     rng = np.random.default_rng(17)
     ws, wc, bc = make_weights(channels, dense, sparse, rng)
@@ -256,7 +265,7 @@ def small():
 def test_weight_rows_not_matching_attributes(small):
     channels, dense, sparse, ws, wc, bc, x, mask = small
     bad_dense = [3, 3, 0, 4]  # layer 0 would have 9 outputs, w0 has 8 rows
-    with pytest.raises(Exception, match=r"input 2 \(w0\) has shape \[8,8,3,3\], expected \[9,8,3,3\]"):
+    with pytest.raises(Exception, match=r"input 2 \(w0\) has shape \[3,3,8,8\], expected \[3,3,8,9\]"):
         _build_and_run(block_model(ws, wc, bc, bad_dense, sparse, x.shape, mask.shape), x, mask)
 
 
@@ -265,15 +274,27 @@ def test_weight_input_channels_wrong(small):
     channels, dense, sparse, ws, wc, bc, x, mask = small
     ws = list(ws)
     ws[2] = ws[2][:, :5]  # layer 2 needs Cin = D_1 + S_1 = 8
-    with pytest.raises(Exception, match=r"input 4 \(w2\) has shape \[8,5,3,3\], expected \[8,8,3,3\]"):
+    with pytest.raises(Exception, match=r"input 4 \(w2\) has shape \[3,3,5,8\], expected \[3,3,8,8\]"):
         _build_and_run(block_model(ws, wc, bc, dense, sparse, x.shape, mask.shape), x, mask)
 
 
 @needs_lib
 def test_collect_weight_wrong(small):
     channels, dense, sparse, ws, wc, bc, x, mask = small
-    with pytest.raises(Exception, match=r"input 6 \(wc\) has shape \[8,31,1,1\], expected \[8,32,1,1\]"):
+    with pytest.raises(Exception, match=r"input 6 \(wc\) has shape \[1,1,31,8\], expected \[1,1,32,8\]"):
         _build_and_run(block_model(ws, wc[:, :31], bc, dense, sparse, x.shape, mask.shape), x, mask)
+
+
+@needs_lib
+def test_old_oihw_layout_is_rejected_naming_the_expected_shape(small):
+    """A plugin_version 1 graph (OIHW weights) fails with the shape the op wants, not with wrong numbers."""
+    channels, dense, sparse, ws, wc, bc, x, mask = small
+    with pytest.raises(Exception, match=r"input 2 \(w0\) has shape \[8,8,3,3\], expected \[3,3,8,8\] "
+                                        r"\(3 x 3 x Cin_0 x Cout_0, plugin_version 2 layout"):
+        _build_and_run(block_model(ws, wc, bc, dense, sparse, x.shape, mask.shape, oihw_as_is=True), x, mask)
+    ws_ok = [op_layout(w) for w in ws]  # only wc left in OIHW
+    with pytest.raises(Exception, match=r"input 6 \(wc\) has shape \[8,32,1,1\], expected \[1,1,32,8\]"):
+        _build_and_run(block_model(ws_ok, wc, bc, dense, sparse, x.shape, mask.shape, oihw_as_is=True), x, mask)
 
 
 @needs_lib

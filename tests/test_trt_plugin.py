@@ -184,9 +184,9 @@ def test_single_block_engine(plugin_library, tensorrt_rtx, tmp_path, dtype):
 
 MALFORMED = {
     "wrong weight shape": (dict(weight_sparse=(40, 50, 61, 64)),
-                           "w1 has shape [59x64x3x3], expected [64x64x3x3]"),
+                           "w1 has shape [3x3x64x59], expected [3x3x64x64]"),
     "wrong channel counts": (dict(dense=(24, 9, 3, 0), sparse=(40, 55, 61, 60), weight_sparse=(40, 55, 61, 64)),
-                             "w3 has shape [64x64x3x3], expected [60x64x3x3]"),
+                             "w3 has shape [3x3x64x64], expected [3x3x64x60]"),
     "missing weight": (dict(drop_input="bc"), "expects 8 inputs (x, mask, w0, w1, w2, w3, wc, bc), got 7"),
     "missing middle weight": (dict(drop_input="w2"), "SMSRSparseBlock 'smb0'"),
     "bad mask shape": (dict(mask_channels=2), "mask has shape [?x2x?x?], expected [?x1x?x?]"),
@@ -247,7 +247,7 @@ def test_official_graph_with_corrupted_node_names_it(plugin_library, tensorrt_rt
     r = build_engine(plugin_library, path, tmp_path, SR_SHAPES, engine=False)
     errors = _errors(r)
     assert not r["ok"]
-    assert f"SMSRSparseBlock '{node.name}': w1 has shape [64x64x3x3], expected [65x64x3x3]" in errors, errors
+    assert f"SMSRSparseBlock '{node.name}': w1 has shape [3x3x64x64], expected [3x3x64x65]" in errors, errors
 
 
 # ------------------------------------------------------------------------------------------------ dlopen-only tools

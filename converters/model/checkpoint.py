@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -14,7 +13,9 @@ from .smsr import SMSR
 # folder experiment/). The x2 file this project is validated against has this SHA-256.
 OFFICIAL_CHECKPOINTS = {
     2: {
-        "url": "https://github.com/LongguangWang/SMSR/raw/master/experiment/SMSR_X2/model/model_1000.pt",
+        # the authors' repository at the commit engine/download.py pins
+        "url": "https://raw.githubusercontent.com/LongguangWang/SMSR/e1fd21e99a1baad14b6e6b4a7cd36735d7180ea5/"
+               "experiment/SMSR_X2/model/model_1000.pt",
         "sha256": "fe2a9ea09595e1ee3288d5543a22802ead716bdd0b4df9a5af373eb943eced0a",
         "filename": "smsr_x2_official.pt",
     },
@@ -33,30 +34,32 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def download_checkpoint(scale: int, dest_dir: str | os.PathLike, url: str | None = None,
+def download_checkpoint(scale: int, dest_dir: str | os.PathLike | None = None, url: str | None = None,
                         sha256: str | None = None) -> Path:
-    """Download a checkpoint into dest_dir and verify its SHA-256; never leaves a partial file."""
+    """Download a checkpoint into dest_dir (default $SMSR_HOME/weights) and verify its SHA-256; never leaves a
+    partial file or an empty folder. Raises engine.download.DownloadError (network) / HashMismatchError.
+    `smsr download` fetches the official x2 checkpoint and Set5 together."""
+    from engine.download import HashMismatchError, fetch
+    from engine.home import default_weights_path
     known = OFFICIAL_CHECKPOINTS.get(scale, {})
     url = url or known.get("url")
     sha256 = sha256 or known.get("sha256")
     if not url:
         raise CheckpointError(f"no official checkpoint URL is known for scale {scale}; pass --url")
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest_dir = Path(dest_dir) if dest_dir is not None else default_weights_path().parent
     dest = dest_dir / (known.get("filename") or Path(url).name)
     if dest.exists() and sha256 and sha256_of(dest) == sha256:
         return dest
-    from engine.atomic_write import atomic_write
-
-    def fetch(out):
-        with urllib.request.urlopen(url, timeout=60) as response:
-            h = hashlib.sha256()
-            while block := response.read(1 << 20):
-                h.update(block)
-                out.write(block)
-        if sha256 and h.hexdigest() != sha256:  # raising here discards the temp file
-            raise CheckpointError(f"downloaded {url} has SHA-256 {h.hexdigest()}, expected {sha256}")
-    atomic_write(dest, fetch)
+    created = not dest_dir.exists()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fetch(url, dest, sha256)
+    except BaseException as exc:
+        if created and not any(dest_dir.iterdir()):
+            dest_dir.rmdir()
+        if isinstance(exc, HashMismatchError):
+            raise CheckpointError(str(exc)) from None
+        raise
     return dest
 
 
@@ -76,6 +79,17 @@ def _unwrap_state_dict(obj, path: Path) -> dict:
     return obj
 
 
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load refused the file, without PyTorch's advice to retry with weights_only=False: unpickling an
+    untrusted file can run arbitrary code, and a real SMSR checkpoint never needs it."""
+    text = str(exc)
+    if "weights_only" in text or "Unpickl" in type(exc).__name__:
+        return ("it holds Python objects other than tensors, which are refused because loading them could run "
+                "code; a checkpoint from the SMSR training code holds only tensors")
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
@@ -85,8 +99,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for non-checkpoint files
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_load_failure(exc)})") from None
     return _unwrap_state_dict(obj, path)
 
 

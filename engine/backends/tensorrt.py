@@ -31,6 +31,34 @@ from .base import Backend, Limits
 MAX_GRAPHS = 8
 
 
+NO_GPU_HINT = ("TensorRT engines run only on an NVIDIA GPU; on this machine use ONNX Runtime: --model "
+               "smsr_x2_deploy.onnx (or no --engine: the default model)")
+
+
+def gpu_driver_problem() -> str | None:
+    """Why no NVIDIA GPU is usable here (no driver library, driver fails to start, no device), or None. Checked
+    before naming a missing Python package: installing cuda-python does not help a machine without a GPU."""
+    import ctypes
+    for lib in ("libcuda.so.1", "libcuda.so"):
+        try:
+            cuda = ctypes.CDLL(lib)
+            break
+        except OSError:
+            continue
+    else:
+        return "no NVIDIA driver here (libcuda.so.1 not found)"
+    try:
+        rc = cuda.cuInit(0)
+        if rc != 0:
+            return "the NVIDIA driver did not start (cuInit error %d: no GPU, or driver/kernel module mismatch)" % rc
+        count = ctypes.c_int(0)
+        if cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
+            return "the NVIDIA driver sees no GPU"
+    except (AttributeError, OSError):
+        return "the NVIDIA driver library is unusable"
+    return None
+
+
 def import_cudart():
     """cuda-python's runtime module (new layout cuda.bindings.runtime, old layout cuda.cudart)."""
     try:
@@ -42,6 +70,9 @@ def import_cudart():
         from cuda import cudart
         return cudart
     except ImportError as e:
+        problem = gpu_driver_problem()
+        if problem:
+            raise BackendUnavailableError("%s: %s" % (problem, NO_GPU_HINT)) from None
         raise BackendUnavailableError("the TensorRT backend needs cuda-python (pip install cuda-python): %s" % e) \
             from None
 
@@ -56,6 +87,9 @@ def import_tensorrt(builder: str | None):
             return importlib.import_module(n), ("tensorrt-rtx" if n == "tensorrt_rtx" else "tensorrt")
         except ImportError as e:
             errors.append("%s: %s" % (n, e))
+    problem = gpu_driver_problem()
+    if problem:
+        raise BackendUnavailableError("%s: %s" % (problem, NO_GPU_HINT))
     raise BackendUnavailableError("TensorRT is not installed (%s)" % "; ".join(errors))
 
 

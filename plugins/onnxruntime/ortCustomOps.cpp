@@ -76,9 +76,9 @@ std::vector<int64_t> expectedShape(smsr::SparseBlockShape const& s, size_t i)
     case 5:
     {
         int const l = int(i) - 2;
-        return {layerOutChannels(s, l), layerInChannels(s, l), 3, 3};
+        return {3, 3, layerInChannels(s, l), layerOutChannels(s, l)}; // HWIO: the layout the kernels read
     }
-    case 6: return {s.channels, collectInChannels(s), 1, 1};
+    case 6: return {1, 1, collectInChannels(s), s.channels};
     case 7: return {s.channels};
     default: return {};
     }
@@ -90,11 +90,12 @@ std::string expectedNote(smsr::SparseBlockShape const& s, size_t i)
     if (i >= 2 && i <= 5)
     {
         int const l = int(i) - 2;
-        o << " (D_" << l << "+S_" << l << " = " << s.dense[l] << "+" << s.sparse[l] << " from the attributes, Cin_" << l
-          << " = " << (l == 0 ? "C" : "D_" + std::to_string(l - 1) + "+S_" + std::to_string(l - 1)) << ")";
+        o << " (3 x 3 x Cin_" << l << " x Cout_" << l << ", plugin_version 2 layout; Cout_" << l << " = D_" << l << "+S_"
+          << l << " = " << s.dense[l] << "+" << s.sparse[l] << " from the attributes, Cin_" << l << " = "
+          << (l == 0 ? "C" : "D_" + std::to_string(l - 1) + "+S_" + std::to_string(l - 1)) << ")";
     }
     else if (i == 6)
-        o << " (C x sum of D_l+S_l)";
+        o << " (1 x 1 x sum of D_l+S_l x C, plugin_version 2 layout)";
     else if (i == 1)
         o << " (N x 1 x H x W of x)";
     return o.str();
@@ -105,9 +106,9 @@ void checkShape(smsr::SparseBlockShape const& s, size_t i, std::vector<int64_t> 
     bool partial)
 {
     std::vector<int64_t> exp = expectedShape(s, i);
-    // wc may also come as a 2-D matrix C x sum(Cout)
+    // wc may also come as a 2-D matrix sum(Cout) x C
     if (i == 6 && actual.size() == 2)
-        exp.resize(2);
+        exp.erase(exp.begin(), exp.begin() + 2);
     bool ok = actual.size() == exp.size();
     for (size_t d = 0; ok && d < exp.size(); ++d)
     {

@@ -41,12 +41,11 @@ struct LayerPlan
     float const* src{nullptr}; // input: src[p * srcStride + srcOff + c]
     int srcStride{0}, srcOff{0};
     float* dst{nullptr};       // output map: dst[p * cout + o]
-    float* wTap{nullptr};      // 9 x cout x cin   (span path: one GEMM per tap)
-    float* wAll{nullptr};      // cout x 9 cin     (gather path: column = tap * cin + c)
-    float* wDenseTap{nullptr}; // 9 x dout x din
-    float* wDense{nullptr};    // dout x 9 din
-    float* iAll{nullptr};      // igemm: 9 cin x roundUp16(cout), row = tap * cin + c
-    float* iDense{nullptr};    // igemm: 9 din x roundUp16(dout)
+    // The op's weights come as 3 x 3 x cin x cout, i.e. a (9 cin) x cout matrix with row = tap * cin + c: the
+    // GEMMs read it in place (per tap, or whole for the gather path), so no per-call transpose.
+    float const* w{nullptr};
+    float const* iAll{nullptr}; // igemm: 9 cin x roundUp16(cout): w itself when cout % 16 == 0, else a padded copy
+    float* wDense{nullptr};     // dense-only part: 9 din x roundUp16(dout), row = tap * din + c (zero-padded)
     int cout() const { return dout + sout; }
 };
 
@@ -64,10 +63,8 @@ struct WorkSet
 struct Layout
 {
     size_t x0{0}, feat[kSparseBlockLayers]{}, state{0}, sets[5]{}, y32{0};
-    size_t wTap[kSparseBlockLayers]{}, wAll[kSparseBlockLayers]{}, wDenseTap[kSparseBlockLayers]{},
-        wDense[kSparseBlockLayers]{}, wcDense{0}, total{0};
-    // igemm packing: K x roundUp16(N)
-    size_t iAll[kSparseBlockLayers]{}, iDense[kSparseBlockLayers]{}, iWc{0}, iWcDense{0};
+    // packed weights: K x roundUp16(N), zero-padded (iAll / iWc only where N is not a multiple of 16)
+    size_t wDense[kSparseBlockLayers]{}, iAll[kSparseBlockLayers]{}, wcDense{0}, iWc{0}, total{0};
 };
 
 int roundUp16(int v) { return (v + 15) / 16 * 16; }
@@ -108,22 +105,14 @@ Layout makeLayout(SparseBlockShape const& s, IoType io)
     L.y32 = take(io == IoType::kFloat16 ? hw * s.channels * sizeof(float) : 0); // float16 output staging
     for (int l = 0; l < kSparseBlockLayers; ++l)
     {
-        size_t const cin = layerInChannels(s, l), cout = layerOutChannels(s, l);
-        size_t const din = l == 0 ? s.channels : s.dense[l - 1], dout = s.dense[l];
-        L.wTap[l] = take(9 * cout * cin * sizeof(float));
-        L.wAll[l] = take(9 * cout * cin * sizeof(float));
-        L.wDenseTap[l] = take(9 * dout * din * sizeof(float));
-        L.wDense[l] = take(9 * dout * din * sizeof(float));
-    }
-    L.wcDense = take(size_t(s.channels) * sumDense(s) * sizeof(float));
-    for (int l = 0; l < kSparseBlockLayers; ++l)
-    {
+        size_t const cin = layerInChannels(s, l);
+        int const cout = layerOutChannels(s, l);
         size_t const din = l == 0 ? s.channels : s.dense[l - 1];
-        L.iAll[l] = take(9 * size_t(layerInChannels(s, l)) * roundUp16(layerOutChannels(s, l)) * sizeof(float));
-        L.iDense[l] = take(9 * din * roundUp16(s.dense[l]) * sizeof(float));
+        L.wDense[l] = take(9 * din * roundUp16(s.dense[l]) * sizeof(float));
+        L.iAll[l] = take(cout % 16 ? 9 * cin * roundUp16(cout) * sizeof(float) : 0);
     }
-    L.iWc = take(size_t(collectInChannels(s)) * roundUp16(s.channels) * sizeof(float));
-    L.iWcDense = take(size_t(sumDense(s)) * roundUp16(s.channels) * sizeof(float));
+    L.wcDense = take(size_t(sumDense(s)) * roundUp16(s.channels) * sizeof(float));
+    L.iWc = take(s.channels % 16 ? size_t(collectInChannels(s)) * roundUp16(s.channels) * sizeof(float) : 0);
     L.total = off + kAlign; // slack to align the base pointer
     return L;
 }
@@ -171,13 +160,12 @@ struct ImageJob
     WorkSet halo;
     bool zeroAllInactive{true}; // OpenBLAS path: its whole-span GEMMs read every pixel's sparse channels
     LayerPlan layers[kSparseBlockLayers];
-    float const* wc{nullptr};      // C x ctot (as given)
-    float const* wcDense{nullptr}; // C x sumD: wc's dense columns in layer order
+    float const* wc{nullptr};      // ctot x C (as given: 1 x 1 x ctot x C)
+    float const* wcDense{nullptr}; // sumD x roundUp16(C): wc's dense rows in layer order, zero-padded
     RowRun allRuns[kSparseBlockLayers]{}, denseRuns[kSparseBlockLayers]{};
     int nDenseRuns{0};
     bool useIgemm{false};
-    float const* iWc{nullptr};      // igemm: ctot x roundUp16(C)
-    float const* iWcDense{nullptr}; // igemm: sumD x roundUp16(C)
+    float const* iWc{nullptr}; // igemm: ctot x roundUp16(C) (wc itself when C % 16 == 0)
     float const* bias{nullptr};
     blas::SgemmFn sgemm{nullptr};
     Kernels const* k{nullptr};
@@ -189,10 +177,10 @@ struct ImageJob
     int spanStart(int span) const { return (spanRow(span) + 1) * Wp + spanX(span) + 1; } // padded index
     int tapOffset(int t) const { return (t / 3 - 1) * Wp + (t % 3 - 1); }
 
-    void gemm(int trB, int m, int n, int kk, float const* a, int lda, float const* b, int ldb, float beta, float* c,
-        int ldc) const
+    void gemm(int trA, int trB, int m, int n, int kk, float const* a, int lda, float const* b, int ldb, float beta,
+        float* c, int ldc) const
     {
-        sgemm(blas::kRowMajor, blas::kNoTrans, trB, m, n, kk, 1.f, a, lda, b, ldb, beta, c, ldc);
+        sgemm(blas::kRowMajor, trA, trB, m, n, kk, 1.f, a, lda, b, ldb, beta, c, ldc);
     }
 
     // -- phase: NCHW (float or half) -> padded pixel-major x0, one padded row per item; also zeroes the pads
@@ -266,10 +254,11 @@ struct ImageJob
             float* out = s.get(s.product, size_t(n) * std::max(nOut, 1));
             if (compute)
             {
-                float const* w = active ? L.wTap : L.wDenseTap;
+                // tap t's weights: rows t * cin .. of w; the dense part is its top-left din x dout corner
                 for (int t = 0; t < 9; ++t)
-                    gemm(blas::kTrans, n, nOut, run, L.src + long(s0 + tapOffset(t)) * L.srcStride + L.srcOff,
-                        L.srcStride, w + size_t(t) * nOut * run, run, t == 0 ? 0.f : 1.f, out, nOut);
+                    gemm(blas::kNoTrans, blas::kNoTrans, n, nOut, run,
+                        L.src + long(s0 + tapOffset(t)) * L.srcStride + L.srcOff, L.srcStride,
+                        L.w + size_t(t) * L.cin * L.cout(), L.cout(), t == 0 ? 0.f : 1.f, out, nOut);
             }
             else
                 std::fill(out, out + size_t(n) * nOut, 0.f);
@@ -285,7 +274,7 @@ struct ImageJob
                 RowRun taps[9];
                 for (int t = 0; t < 9; ++t)
                     taps[t] = RowRun{L.src, L.srcStride, tapOffset(t) * L.srcStride + L.srcOff, run};
-                k->igemm(list, n, taps, 9, active ? L.iAll : L.iDense, nOut, roundUp16(nOut), L.dst, L.cout(), zeroTail,
+                k->igemm(list, n, taps, 9, active ? L.iAll : L.wDense, nOut, roundUp16(nOut), L.dst, L.cout(), zeroTail,
                     nullptr);
                 return;
             }
@@ -295,7 +284,8 @@ struct ImageJob
                 int const kdim = 9 * run;
                 float* g = s.get(s.gathered, size_t(n) * kdim);
                 k->gatherIm2col(L.src, L.srcStride, L.srcOff, run, list, n, Wp, g);
-                gemm(blas::kTrans, n, nOut, kdim, g, kdim, active ? L.wAll : L.wDense, kdim, 0.f, out, nOut);
+                gemm(blas::kNoTrans, blas::kNoTrans, n, nOut, kdim, g, kdim, active ? L.w : L.wDense,
+                    active ? L.cout() : roundUp16(nOut), 0.f, out, nOut);
             }
             else
                 std::fill(out, out + size_t(n) * nOut, 0.f);
@@ -303,7 +293,7 @@ struct ImageJob
         }
     }
 
-    // -- phase: collect 1x1 (+ bias) into NCHW float32: out (C x n) = wc (C x K) * rows^T
+    // -- phase: collect 1x1 (+ bias) into NCHW float32: out (C x n) = wc^T (wc: K x C) * rows^T
     void collectItem(size_t item) const
     {
         bool const active = int(item) < collectActive.items();
@@ -319,8 +309,8 @@ struct ImageJob
             for (int l = 0; l < kSparseBlockLayers; ++l)
             {
                 int const cout = layers[l].cout();
-                gemm(blas::kTrans, C, n, cout, wc + col, ctot, layers[l].dst + size_t(spanStart(span)) * cout, cout,
-                    l == 0 ? 0.f : 1.f, yt, int(hw));
+                gemm(blas::kTrans, blas::kTrans, C, n, cout, wc + size_t(col) * C, C,
+                    layers[l].dst + size_t(spanStart(span)) * cout, cout, l == 0 ? 0.f : 1.f, yt, int(hw));
                 col += cout;
             }
             k->addBias(yt, C, n, hw, bias);
@@ -335,7 +325,7 @@ struct ImageJob
         {
             if (kdim > 0)
                 k->igemm(list, n, active ? allRuns : denseRuns, active ? kSparseBlockLayers : nDenseRuns,
-                    active ? iWc : iWcDense, C, roundUp16(C), nullptr, 0, 0, out);
+                    active ? iWc : wcDense, C, roundUp16(C), nullptr, 0, 0, out);
             else
                 std::fill(out, out + size_t(n) * C, 0.f);
             k->storeRows(out, C, list, n, Wp, W, hw, bias, y);
@@ -345,7 +335,8 @@ struct ImageJob
         {
             float* g = s.get(s.gathered, size_t(n) * kdim);
             k->gatherRows(active ? allRuns : denseRuns, active ? kSparseBlockLayers : nDenseRuns, list, n, g, kdim);
-            gemm(blas::kTrans, C, n, kdim, active ? wc : wcDense, kdim, g, kdim, 0.f, out, n);
+            gemm(blas::kTrans, blas::kTrans, C, n, kdim, active ? wc : wcDense, active ? C : roundUp16(C), g, kdim,
+                0.f, out, n);
         }
         else
             std::fill(out, out + size_t(n) * C, 0.f);
@@ -403,81 +394,53 @@ void packWeights(SparseBlockShape const& s, float const* const weights[4], float
         L.srcStride = l == 0 ? s.channels : job.layers[l - 1].cout();
         L.srcOff = 0;
         L.dst = reinterpret_cast<float*>(ws + lay.feat[l]);
-        L.wTap = reinterpret_cast<float*>(ws + lay.wTap[l]);
-        L.wAll = reinterpret_cast<float*>(ws + lay.wAll[l]);
-        L.wDenseTap = reinterpret_cast<float*>(ws + lay.wDenseTap[l]);
+        L.w = weights[l]; // 3 x 3 x cin x cout: read in place
         L.wDense = reinterpret_cast<float*>(ws + lay.wDense[l]);
-        L.iAll = reinterpret_cast<float*>(ws + lay.iAll[l]);
-        L.iDense = reinterpret_cast<float*>(ws + lay.iDense[l]);
         int const cin = L.cin, cout = L.cout(), din = L.din, dout = L.dout;
-        int const ldA = roundUp16(cout), ldD = roundUp16(dout);
-        float const* w = weights[l]; // cout x cin x 3 x 3
-        // only the packing the chosen path reads (this runs serially on every call)
-        if (job.useIgemm)
+        int const ldD = roundUp16(dout);
+        // only the small dense-only corner is packed (its rows are not contiguous in w); this runs every call
+        std::fill(L.wDense, L.wDense + size_t(9) * din * ldD, 0.f);
+        for (int t = 0; t < 9; ++t)
+            for (int c = 0; c < din; ++c)
+                std::copy_n(L.w + (size_t(t) * cin + c) * cout, dout, L.wDense + (size_t(t) * din + c) * ldD);
+        L.iAll = L.w;
+        if (job.useIgemm && cout % 16 != 0) // igemm reads 16 outputs at a time: pad
         {
-            std::fill(L.iAll, L.iAll + size_t(9) * cin * ldA, 0.f);
-            std::fill(L.iDense, L.iDense + size_t(9) * din * ldD, 0.f);
-            for (int o = 0; o < cout; ++o)
-                for (int c = 0; c < cin; ++c)
-                    for (int t = 0; t < 9; ++t)
-                    {
-                        float const v = w[(size_t(o) * cin + c) * 9 + t];
-                        L.iAll[(size_t(t) * cin + c) * ldA + o] = v;
-                        if (o < dout && c < din)
-                            L.iDense[(size_t(t) * din + c) * ldD + o] = v;
-                    }
+            int const ldA = roundUp16(cout);
+            auto* padded = reinterpret_cast<float*>(ws + lay.iAll[l]);
+            std::fill(padded, padded + size_t(9) * cin * ldA, 0.f);
+            for (size_t r = 0; r < size_t(9) * cin; ++r)
+                std::copy_n(L.w + r * cout, cout, padded + r * ldA);
+            L.iAll = padded;
         }
-        else
-            for (int o = 0; o < cout; ++o)
-                for (int c = 0; c < cin; ++c)
-                    for (int t = 0; t < 9; ++t)
-                    {
-                        float const v = w[(size_t(o) * cin + c) * 9 + t];
-                        L.wTap[(size_t(t) * cout + o) * cin + c] = v;
-                        L.wAll[(size_t(o) * 9 + t) * cin + c] = v;
-                        if (o < dout && c < din)
-                        {
-                            L.wDenseTap[(size_t(t) * dout + o) * din + c] = v;
-                            L.wDense[(size_t(o) * 9 + t) * din + c] = v;
-                        }
-                    }
         job.allRuns[l] = RowRun{L.dst, cout, 0, cout};
         if (dout > 0)
             job.denseRuns[job.nDenseRuns++] = RowRun{L.dst, cout, 0, dout};
     }
-    // collect: wc's dense columns in the order the dense runs are gathered
+    // collect: wc's dense rows in the order the dense runs are gathered, padded to 16 outputs
+    int const C = s.channels, ldC = roundUp16(C);
     auto* wcD = reinterpret_cast<float*>(ws + lay.wcDense);
-    for (int c = 0; c < s.channels; ++c)
+    std::fill(wcD, wcD + size_t(job.sumD) * ldC, 0.f);
+    float* d = wcD;
+    for (int r = 0; r < job.nDenseRuns; ++r)
     {
-        float* d = wcD + size_t(c) * job.sumD;
-        for (int r = 0; r < job.nDenseRuns; ++r)
-        {
-            int col = 0;
-            for (int l = 0; l < kSparseBlockLayers && job.layers[l].dst != job.denseRuns[r].base; ++l)
-                col += job.layers[l].cout();
-            for (int j = 0; j < job.denseRuns[r].len; ++j)
-                *d++ = wc[size_t(c) * job.ctot + col + j];
-        }
+        int col = 0;
+        for (int l = 0; l < kSparseBlockLayers && job.layers[l].dst != job.denseRuns[r].base; ++l)
+            col += job.layers[l].cout();
+        for (int j = 0; j < job.denseRuns[r].len; ++j, d += ldC)
+            std::copy_n(wc + size_t(col + j) * C, C, d);
     }
     job.wc = wc;
     job.wcDense = wcD;
-    if (!job.useIgemm)
-        return;
-    // igemm: the same, transposed and padded to 16 outputs
-    int const ldC = roundUp16(s.channels);
-    auto* iWc = reinterpret_cast<float*>(ws + lay.iWc);
-    auto* iWcD = reinterpret_cast<float*>(ws + lay.iWcDense);
-    std::fill(iWc, iWc + size_t(job.ctot) * ldC, 0.f);
-    std::fill(iWcD, iWcD + size_t(job.sumD) * ldC, 0.f);
-    for (int c = 0; c < s.channels; ++c)
+    job.iWc = wc;
+    if (job.useIgemm && C % 16 != 0)
     {
+        auto* iWc = reinterpret_cast<float*>(ws + lay.iWc);
+        std::fill(iWc, iWc + size_t(job.ctot) * ldC, 0.f);
         for (int kk = 0; kk < job.ctot; ++kk)
-            iWc[size_t(kk) * ldC + c] = wc[size_t(c) * job.ctot + kk];
-        for (int kk = 0; kk < job.sumD; ++kk)
-            iWcD[size_t(kk) * ldC + c] = wcD[size_t(c) * job.sumD + kk];
+            std::copy_n(wc + size_t(kk) * C, C, iWc + size_t(kk) * ldC);
+        job.iWc = iWc;
     }
-    job.iWc = iWc;
-    job.iWcDense = iWcD;
 }
 
 } // namespace

@@ -60,7 +60,8 @@ enum class IoType : int32_t
 };
 
 //! Bytes of the caller-provided workspace for sparseBlockForwardEx (0 for an invalid shape): about
-//! 4 (H+2)(W+2)(C + sum of D_l+S_l) bytes (+ 4 H W C for float16 output staging) plus packed weights.
+//! 4 (H+2)(W+2)(C + sum of D_l+S_l) bytes (+ 4 H W C for float16 output staging) plus the packed dense-only weights
+//! (the op reads its 3 x 3 x Cin x Cout weights in place; only Cout not a multiple of 16 adds a padded copy).
 size_t sparseBlockWorkspaceSize(SparseBlockShape const& shape, IoType ioType) noexcept;
 
 //! Same as sparseBlockForward with a chosen I/O type, work runner and workspace (>= sparseBlockWorkspaceSize

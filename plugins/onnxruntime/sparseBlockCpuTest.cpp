@@ -14,7 +14,8 @@ namespace
 
 using smsr::SparseBlockShape;
 
-// Direct evaluation of the contract (DESIGN.md §2), dense-masked, in double.
+// Direct evaluation of the contract (DESIGN.md §2), dense-masked, in double. Weights in the op's layout:
+// w_l = 3 x 3 x Cin_l x Cout_l, wc = 1 x 1 x sum(Cout_l) x C.
 std::vector<double> reference(SparseBlockShape const& s, std::vector<float> const& x, std::vector<float> const& m,
     std::vector<float> const* w, std::vector<float> const& wc, std::vector<float> const& bc)
 {
@@ -41,7 +42,7 @@ std::vector<double> reference(SparseBlockShape const& s, std::vector<float> cons
                             int const yy = py + t / 3 - 1, xx = px + t % 3 - 1;
                             if (yy < 0 || yy >= H || xx < 0 || xx >= W)
                                 continue;
-                            double const v = in[size_t(c) * HW + yy * W + xx] * w[l][(size_t(o) * cin + c) * 9 + t];
+                            double const v = in[size_t(c) * HW + yy * W + xx] * w[l][(size_t(t) * cin + c) * cout + o];
                             (c < din ? dsum : ssum) += v;
                         }
                     double zz = dsum + mn[p] * ssum;
@@ -54,7 +55,6 @@ std::vector<double> reference(SparseBlockShape const& s, std::vector<float> cons
             cin = cout;
             din = s.dense[l];
         }
-        int const ctot = smsr::collectInChannels(s);
         for (int c = 0; c < C; ++c)
             for (int p = 0; p < HW; ++p)
             {
@@ -62,7 +62,7 @@ std::vector<double> reference(SparseBlockShape const& s, std::vector<float> cons
                 int col = 0;
                 for (auto const& f : feats)
                     for (size_t k = 0; k < f.size() / HW; ++k, ++col)
-                        acc += wc[size_t(c) * ctot + col] * f[k * HW + p];
+                        acc += wc[size_t(col) * C + c] * f[k * HW + p];
                 y[(size_t(n) * C + c) * HW + p] = acc;
             }
     }

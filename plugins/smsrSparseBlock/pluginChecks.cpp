@@ -195,7 +195,7 @@ std::string checkInputDims(Dims const* dims, int32_t nbInputs, BlockConfig const
     // Channel count C: from x, else from the collect weights (both must agree below).
     int64_t c = x.d[1];
     if (!known(c) && dims[kIN_WC].nbDims >= 1)
-        c = dims[kIN_WC].d[0];
+        c = dims[kIN_WC].d[dims[kIN_WC].nbDims - 1]; // wc: (1 x 1 x) K x C
 
     int64_t const maskShape[4] = {n, 1, h, w};
     std::string err = matchDims(dims[kIN_MASK], kIN_MASK, maskShape, 4, "N x 1 x H x W of x");
@@ -207,20 +207,21 @@ std::string checkInputDims(Dims const* dims, int32_t nbInputs, BlockConfig const
     {
         int64_t const out = int64_t(cfg.dense[l]) + cfg.sparse[l];
         int64_t const in = l == 0 ? c : int64_t(cfg.dense[l - 1]) + cfg.sparse[l - 1];
-        int64_t const wShape[4] = {out, in, 3, 3};
-        std::string const why = "dense_channels[" + std::to_string(l) + "] + sparse_channels[" + std::to_string(l)
-            + "] output channels, " + (l == 0 ? std::string("C of x") : "layer " + std::to_string(l - 1) + "'s")
-            + " input channels, 3x3 kernel";
+        // plugin_version 2 layout: 3 x 3 x Cin x Cout (HWIO), the [tap][ci][co] order the kernels read
+        int64_t const wShape[4] = {3, 3, in, out};
+        std::string const why = "3x3 kernel, " + (l == 0 ? std::string("C of x") : "layer " + std::to_string(l - 1) + "'s")
+            + " input channels, dense_channels[" + std::to_string(l) + "] + sparse_channels[" + std::to_string(l)
+            + "] output channels: the plugin_version 2 layout 3 x 3 x Cin x Cout";
         err = matchDims(dims[kIN_W0 + l], kIN_W0 + l, wShape, 4, why.c_str());
         if (!err.empty())
             return err;
         collectIn += out;
     }
     Dims const& wc = dims[kIN_WC];
-    int64_t const wcShape[4] = {c, collectIn, 1, 1};
-    char const* const wcWhy = "C x sum of all layers' output channels (x 1 x 1)";
-    // The 1x1 collect weights may come as C x K x 1 x 1 or as C x K.
-    err = matchDims(wc, kIN_WC, wcShape, wc.nbDims == 2 ? 2 : 4, wcWhy);
+    int64_t const wcShape[4] = {1, 1, collectIn, c};
+    char const* const wcWhy = "(1 x 1 x) sum of all layers' output channels x C: the plugin_version 2 layout";
+    // The 1x1 collect weights may come as 1 x 1 x K x C or as K x C.
+    err = matchDims(wc, kIN_WC, wc.nbDims == 2 ? wcShape + 2 : wcShape, wc.nbDims == 2 ? 2 : 4, wcWhy);
     if (!err.empty())
         return err;
     int64_t const bcShape[1] = {c};

@@ -18,7 +18,7 @@ namespace plugin
 {
 
 constexpr char const* kPLUGIN_NAME{"SMSRSparseBlock"};
-constexpr char const* kPLUGIN_VERSION{"1"};
+constexpr char const* kPLUGIN_VERSION{"2"}; // 2: weights in the 3 x 3 x Cin x Cout layout
 constexpr char const* kPLUGIN_NAMESPACE{""};
 constexpr char const* kFIELD_DENSE{"dense_channels"};
 constexpr char const* kFIELD_SPARSE{"sparse_channels"};

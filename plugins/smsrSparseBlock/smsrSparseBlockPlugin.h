@@ -1,5 +1,5 @@
 /*
- * SMSRSparseBlock TensorRT plugin (IPluginV3, plugin version "1"): a thin adapter over the kernel library
+ * SMSRSparseBlock TensorRT plugin (IPluginV3, plugin version "2"): a thin adapter over the kernel library
  * (kernels/sparseBlockKernels.h). One plugin layer computes one SMSR sparse mask block.
  *
  * Fields = the ONNX node's attributes: dense_channels (4 ints), sparse_channels (4 ints).

@@ -192,7 +192,7 @@ std::vector<double> reference(Case const& k, HostBlock const& b)
                                     int32_t const sy = yy + ky - 1, sx = xx + kx - 1;
                                     if (sy < 0 || sy >= H || sx < 0 || sx >= W)
                                         continue;
-                                    s += b.w[l][((size_t(o) * cin + i) * 3 + ky) * 3 + kx]
+                                    s += b.w[l][((size_t(ky) * 3 + kx) * cin + i) * cout + o] // 3x3xCinxCout
                                         * in[size_t(i) * plane + size_t(sy) * W + sx];
                                 }
                             z[size_t(o) * plane + size_t(yy) * W + xx] += s;
@@ -217,7 +217,7 @@ std::vector<double> reference(Case const& k, HostBlock const& b)
             {
                 double s = b.bc[o];
                 for (int32_t i = 0; i < K; ++i)
-                    s += b.wc[size_t(o) * K + i] * feats[size_t(i) * plane + q];
+                    s += b.wc[size_t(i) * C + o] * feats[size_t(i) * plane + q]; // 1x1xKxC
                 y[(size_t(n) * C + o) * plane + q] = s;
             }
     }
@@ -336,11 +336,11 @@ bool runCase(IPluginCreatorV3One* creator, Case const& k, std::mt19937& rng, cud
     for (int32_t l = 0; l < 4; ++l)
     {
         int32_t const cout = k.dense[l] + k.sparse[l];
-        d.push_back(dims({cout, cin, 3, 3}));
+        d.push_back(dims({3, 3, cin, cout})); // plugin_version 2 layout
         cin = cout;
         kTotal += cout;
     }
-    d.push_back(dims({C, kTotal, 1, 1}));
+    d.push_back(dims({1, 1, kTotal, C}));
     d.push_back(dims({C}));
     d.push_back(dims({k.n, C, k.h, k.w})); // output
     std::vector<PluginTensorDesc> desc(9);

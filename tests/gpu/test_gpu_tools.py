@@ -1,7 +1,12 @@
-"""CPU checks of the GPU benchmark tooling: the roofline and performance models and the BENCHMARKS.md summary maths."""
+"""CPU checks of the GPU tooling: the roofline model's invariants, the performance model (perf_model.py),
+tests/gpu/run.sh's plan (--dry-run) and driver, the results summary, and the PyTorch op over the kernel library
+(run on the emulated kernels here)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,23 +56,331 @@ def test_tile_activity_counts_partial_tiles_by_their_pixels():
     assert roofline.tile_activity(mask) == pytest.approx((1 + 128) / (9 * 17))
 
 
-def test_summary_sums_blocks_and_picks_the_faster_mode(tmp_path):
-    rows = []
-    for b in range(5):
-        for graph, ms in ((False, 0.30), (True, 0.20)):
-            rows.append({"impl": "smsr_kernels", "label": f"720p:baby_b{b}", "type": "fp16", "graph": graph,
-                         "H": 720, "W": 1280, "density": 0.2 * b, "median_ms": ms})
-    rows.append({"impl": "torch_dense_cudnn", "label": "720p", "type": "fp16", "graph": True, "median_ms": 0.5})
-    path = tmp_path / "bench.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    text = summarize.summarize(summarize.load(str(path)), "Test GPU", "abc123", "clean")
-    line = next(ln for ln in text.splitlines() if ln.startswith("| 720p"))
+# ------------------------------------------------------------------------------------------ tests/gpu/run.sh
+REPO = Path(__file__).resolve().parents[2]
+RUN_SH = REPO / "tests" / "gpu" / "run.sh"
+
+
+def _shared() -> Path:
+    from conftest import SHARED
+    from helpers import missing_component
+    shared = Path(os.environ.get("SHARED", SHARED))
+    if not (shared / "third_party" / "tensorrt-10.14").is_dir() or not (shared / "data" / "Set5").is_dir():
+        missing_component(f"{shared} lacks third_party/tensorrt-10.14 or data/Set5 (the GPU run's carry)")
+    return shared
+
+
+def _run_sh(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    full = {**os.environ, "SHARED": str(_shared()), **(env or {})}
+    return subprocess.run(["bash", str(RUN_SH), *args], cwd=REPO, env=full, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_dry_run_checks_the_plan():
+    r = _run_sh("--dry-run")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "DRY RUN OK" in out
+    for what in ("budgets sum to", "result files (<= 8)", "device tools named", "carry folder complete",
+                 'run(command="bash tests/gpu/run.sh", carry=["gpu-carry"]'):
+        assert what in out, what
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"GPU_RUN_LIMIT_S": "300"}, "not under the 300 s limit"),
+    ({"GPU_CARRY_MAX_MIB": "1"}, "over the 1 MiB limit"),
+])
+def test_dry_run_fails_when_a_limit_is_broken(env, message):
+    r = _run_sh("--dry-run", env=env)
+    assert r.returncode != 0 and message in r.stderr, r.stdout + r.stderr
+
+
+def test_dry_run_fails_on_an_undeclared_tool(tmp_path):
+    bad = tmp_path / "run.sh"
+    bad.write_text(RUN_SH.read_text().replace("  T nvcc --version", "  T strace -f true; T nvcc --version", 1))
+    r = _run_sh("--dry-run", env={"GPU_RUN_TOOLS_FROM": str(bad)})
+    assert r.returncode != 0 and "strace" in r.stderr and "differ from DEVICE_TOOLS" in r.stderr
+
+
+def _fake_tools(tmp_path: Path, **scripts: str) -> Path:
+    """A bin folder of shell scripts standing in for the device's tools (name=script body)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = ('case "$*" in *compute_cap*noheader*) echo 9.0 ;; *noheader*) echo "Fake GPU" ;; '
+           '*) echo "name, compute_cap"; echo "Fake GPU, 9.0" ;; esac')
+    for name, body in {"nvidia-smi": smi, **scripts}.items():
+        f = bin_dir / name
+        f.write_text("#!/bin/sh\n" + body + "\n")
+        f.chmod(0o755)
+    return bin_dir
+
+
+def _device_run(tmp_path, bin_dir, steps, build=None):
+    out, build = tmp_path / "out", build or tmp_path / "build-gpu"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "BUILD": str(build),
+           "CARRY_DIR": "no-such-carry"}
+    r = _run_sh("--only", steps, env=env, timeout=200)
+    statuses = {s["step"]: s["status"] for s in summarize._load_lines(build / "work" / "steps.jsonl")}
+    return r, out, statuses
+
+
+def test_device_run_reports_a_failed_build_and_skips_what_needs_it(tmp_path):
+    bin_dir = _fake_tools(tmp_path, cmake='echo "fake cmake: configure failed" >&2; exit 1')
+    r, out, statuses = _device_run(tmp_path, bin_dir, "build,check,sanitizer,ncu")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert statuses == {"build": "failed", "check": "skipped", "sanitizer": "skipped", "ncu": "skipped",
+                        "report": "ok"}
+    files = sorted(p.name for p in out.iterdir())
+    assert {"results.md", "results.json", "run.log", "build.log"} <= set(files) and len(files) <= 8
+    md = (out / "results.md").read_text()
+    assert "| build | failed |" in md and "needs build, which did not succeed" in md
+    assert json.loads((out / "results.json").read_text())["steps"][0]["step"] == "build"
+
+
+def _fake_native_build(tmp_path) -> Path:
+    build = tmp_path / "build-gpu"
+    native = build / "plugins" / "smsrSparseBlock" / "kernels" / "smsr_kernels_native_test"
+    native.parent.mkdir(parents=True)
+    native.write_text("#!/bin/sh\necho PASSED\n")
+    native.chmod(0o755)
+    return build
+
+
+@pytest.mark.parametrize("sanitizer, status, text", [
+    # gVisor, as seen by the device tool's KINDS.md: the device is refused, then error 999
+    ('echo "========= Error: Device not supported"; echo "error 999"; exit 1', "unsupported",
+     "compute-sanitizer not supported here (Device not supported)"),
+    ('echo "========= Invalid __global__ write of size 4 bytes"; exit 99', "failed", "memcheck: REPORTED ERRORS"),
+    ('echo "========= ERROR SUMMARY: 0 errors"; exit 0', "ok", "initcheck: clean"),
+])
+def test_sanitizer_step_tells_unsupported_from_errors(tmp_path, sanitizer, status, text):
+    bin_dir = _fake_tools(tmp_path, **{"compute-sanitizer": sanitizer})
+    r, out, statuses = _device_run(tmp_path, bin_dir, "sanitizer", build=_fake_native_build(tmp_path))
+    assert statuses["sanitizer"] == status, r.stdout + r.stderr
+    assert text in (out / "results.md").read_text()
+    assert r.returncode == (1 if status == "failed" else 0)
+
+
+def test_collect_appends_the_results_section(tmp_path):
+    (tmp_path / "results.md").write_text("## GPU run: test section\n")
+    (tmp_path / "results.json").write_text("{}")
+    md = tmp_path / "BENCH.md"
+    md.write_text("# Benchmarks\n")
+    r = subprocess.run(["bash", str(RUN_SH), "--collect", str(tmp_path)], env={**os.environ, "BENCH_MD": str(md)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert md.read_text() == "# Benchmarks\n\n## GPU run: test section\n"
+    r = subprocess.run(["bash", str(RUN_SH), "--collect", str(tmp_path / "none")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "lacks results.md" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------ summarize.py
+def _timing(ms):
+    return {"eager": {"median_ms": ms * 1.5}, "graph": {"median_ms": ms}}
+
+
+def test_summary_sums_five_blocks_against_five_dense_blocks(tmp_path):
+    bench = {"dense": {"1280x720": {"block": _timing(0.5), "layers": [_timing(0.1)] * 4, "collect": _timing(0.05)}},
+             "sparse": [{"image": "baby", "block": b, "W": 1280, "H": 720, "mask": "real", "nhwc": False,
+                         "density": 0.2 * b, "correct": True, **_timing(0.2)} for b in range(5)]}
+    text = summarize.markdown({"date": "2026-12-01T00:00:00", "commit": "abc123", "device": {"name": "Test GPU"},
+                               "steps": [], "bench": bench, "network": None, "ncu": []})
+    line = next(ln for ln in text.splitlines() if ln.startswith("| 1280×720 | baby"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2] == "0.400"          # mean density of the 5 blocks
-    assert cells[3] == "1.000 ms"       # 5 x 0.20 (graph mode is faster)
-    assert cells[4] == "2.500 ms"       # 5 x dense block
-    assert cells[5] == "2.50×"
-    assert "Test GPU" in text and "abc123" in text
+    assert cells[3] == "0.400"          # mean density of the 5 blocks
+    assert cells[4] == "1.000 ms"       # 5 x 0.20 (the graph is faster than eager)
+    assert cells[5] == "2.500 ms"       # 5 x the dense block
+    assert cells[6] == "2.50×"
+    assert "Test GPU" in text and "abc123" in text and "No whole-network results" in text
+
+
+def test_summary_refuses_to_time_wrong_outputs():
+    rows = [{"image": "bird", "block": b, "W": 640, "H": 360, "mask": "real", "nhwc": True, "density": 0.3,
+             "correct": b != 2, **_timing(0.1)} for b in range(5)]
+    lines = summarize.block_table({"dense": {"640x360": {"block": _timing(0.3)}}, "sparse": rows})
+    assert "incomplete or wrong output" in lines[-1] and "ms" not in lines[-1]
+
+
+def test_ncu_raw_csv_is_parsed_per_kernel():
+    text = ('==PROF== Connected to process 1\n'
+            '"ID","Kernel Name","gpu__time_duration.sum","smsp__inst_executed.sum","dram__bytes.sum"\n'
+            '"","","nsecond","inst","byte"\n'
+            '"0","layerKernel<__half>(Params)","12,345","1,000,000","2000000"\n'
+            '"1","prepareKernel(Map)","1,000","5000","100"\n')
+    rows = summarize.parse_ncu(text)
+    assert [r["kernel"] for r in rows] == ["layerKernel<__half>(Params)", "prepareKernel(Map)"]
+    assert rows[0]["gpu__time_duration.sum"] == 12345 and rows[0]["smsp__inst_executed.sum"] == 1e6
+    assert rows[1]["sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"] is None
+
+
+# ------------------------------------------------------------------------------------------ the op, emulated
+@pytest.fixture(scope="module")
+def emulated_op():
+    """smsr_torch over libsmsr_block_capi_emu.so (the emulated kernels: CPU tensors)."""
+    from helpers import missing_component
+    pytest.importorskip("torch")
+    if not shutil.which("cmake"):
+        missing_component("cmake not found: cannot build libsmsr_block_capi_emu.so")
+    build = Path(os.environ.get("SMSR_BUILD_DIR", REPO / "build"))
+    if not (build / "CMakeCache.txt").is_file():
+        missing_component(f"no CMake build dir at {build} (make setup / wt-build.sh)")
+    r = subprocess.run(["cmake", "--build", str(build), "-j", "2", "--target", "smsr_block_capi_emu"],
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, f"building smsr_block_capi_emu failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    sys.path.insert(0, str(REPO / "tests" / "gpu" / "torch_ext"))
+    import smsr_torch
+    lib = smsr_torch.load_library(build / "tests" / "gpu" / "libsmsr_block_capi_emu.so")
+    assert lib.emulated
+    return smsr_torch
+
+
+def _crop_inputs(model, set5_lr_images, name="butterfly", size=(18, 22)):
+    import numpy as np
+
+    from bench_blocks import block_inputs
+    img = set5_lr_images[name]
+    top, left = (img.shape[0] - size[0]) // 2, (img.shape[1] - size[1]) // 2
+    lr = img[top:top + size[0], left:left + size[1]].astype(np.float32).transpose(2, 0, 1)[None].copy()
+    return block_inputs(model, lr)
+
+
+def test_op_matches_the_model_blocks_on_the_emulated_kernels(emulated_op, official_model, set5_lr_images):
+    import torch
+    inputs = _crop_inputs(official_model, set5_lr_images)
+    densities = []
+    for b, (x, mask) in enumerate(inputs):
+        smb = official_model.body[b].body
+        with torch.no_grad():
+            ref = smb(x, mask, "dense_masked")
+        kb = emulated_op.KernelBlock(smb)
+        y = kb(x, mask)
+        assert float((y - ref).abs().max()) <= 1e-3, f"block {b}: FP32 op differs from the model"
+        y16 = kb.half()(x.half(), mask.half()).float()
+        assert float((y16 - ref).abs().max() / ref.abs().max()) <= 1e-2, f"block {b}: FP16 op off"
+        densities.append(float(mask.mean()))
+    assert 0 < min(densities) and max(densities) < 1  # real, partial masks: both code paths ran
+
+
+def test_op_rejects_bad_input_clearly(emulated_op, official_model, set5_lr_images):
+    import torch
+    x, mask = _crop_inputs(official_model, set5_lr_images)[0]
+    kb = emulated_op.KernelBlock(official_model.body[0].body)
+    with pytest.raises(ValueError, match="needs cpu tensors of one dtype"):
+        kb(x.half(), mask)  # FP16 features with FP32 weights
+    if not emulated_op._LIB.supports_nhwc:
+        kb.nhwc = True
+        with pytest.raises(ValueError, match="reads NCHW only"):
+            kb(x, mask)
+    with pytest.raises(ValueError, match="SMSRSparseBlock"):
+        torch.ops.smsr_gpu.sparse_block(x[:, :8], mask, kb.w0, kb.w1, kb.w2, kb.w3, kb.wc, kb.bc,
+                                        [0, 0, 0, 0], [0, 0, 0, 0], False)
+
+
+@pytest.mark.parametrize("layout", ["oihw", "hwio"])
+def test_kernel_weights_follow_the_contract_layout(emulated_op, official_model, monkeypatch, layout):
+    from converters import deploy_op
+    monkeypatch.setattr(deploy_op, "PLUGIN_VERSION", "1" if layout == "oihw" else "2")
+    smb = official_model.body[1].body
+    w, wc, dense, sparse = emulated_op.kernel_weights(smb)
+    ref_w, ref_wc, _, _ = deploy_op.permuted_weights(smb)
+    c_total = sum(dense) + sum(sparse)
+    if layout == "oihw":
+        assert w[2].shape == ref_w[2].shape and (w[2] == ref_w[2]).all()
+    else:  # [ky][kx][ci][co] = W[co][ci][ky][kx]; wc [0][0][ci][co] = wc[co][ci]
+        assert tuple(w[2].shape) == (3, 3, ref_w[2].shape[1], ref_w[2].shape[0])
+        assert float(w[2][1, 2, 5, 7]) == float(ref_w[2][7, 5, 1, 2])
+        assert tuple(wc.shape) == (1, 1, c_total, 64) and float(wc[0, 0, 100, 3]) == float(ref_wc[3, 100, 0, 0])
+
+
+def test_device_scripts_run_end_to_end_on_the_emulated_kernels(emulated_op, official_weights, set5_dir, tmp_path):
+    """bench_blocks.py and network_gpu.py with --cpu (tiny sizes): every path but CUDA events, graphs, profiler."""
+    import bench_blocks
+    import network_gpu
+    lib = str(emulated_op._LIB.path)
+    bench_json, net_json = tmp_path / "bench.json", tmp_path / "network.json"
+    assert bench_blocks.main(["--weights", str(official_weights), "--images", str(set5_dir / "LR_bicubic" / "X2"),
+                              "--lib", lib, "--sizes", "20x12", "--iters", "1", "--warmup", "0", "--max-images", "1",
+                              "--cpu", "--out", str(bench_json)]) == 0
+    bench = json.loads(bench_json.read_text())
+    formats = 2 if emulated_op._LIB.supports_nhwc else 1  # NCHW, and NHWC where the kernels have it
+    assert len(bench["sparse"]) == 15 * formats and not bench["errors"]  # 5 real-mask blocks + 5 full + 5 empty
+    assert all(r["correct"] and r["rel_err"] <= 1e-2 for r in bench["sparse"])
+    assert {r["mask"] for r in bench["sparse"]} == {"real", "full", "empty"}
+    assert network_gpu.main(["--weights", str(official_weights), "--set5", str(set5_dir), "--lib", lib, "--cpu",
+                             "--crop", "16x20", "--size", "24x16", "--iters", "1", "--warmup", "0",
+                             "--out", str(net_json)]) == 0
+    net = json.loads(net_json.read_text())
+    assert net["set5"]["agree"] and len(net["set5"]["images"]) == 5
+    assert all(r["max_abs_diff"] <= 1e-2 and r["mask_agreement"] == 1.0 for r in net["set5"]["images"])
+    assert any(0 < r["density"] < 1 for r in net["set5"]["images"])
+    assert {"kernels", "dense_masked", "dense"} <= set(net["frame"])
+    md = summarize.markdown({"date": "2026-12-01T00:00:00", "commit": "x", "device": {}, "steps": [],
+                             "bench": bench, "network": net, "ncu": []})
+    assert md.count("| 20×12 |") == 3 * formats and "Set5 agreement (every image within 0.01 dB): **yes**" in md
+
+
+def test_one_pass_fixture_inputs_equal_dump_block_fixtures(official_model, set5_lr_images):
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+    from dump_block_fixture import block_io
+    from make_fixtures import all_block_io
+    lr = set5_lr_images["bird"][50:70, 40:66].astype(np.float32).transpose(2, 0, 1)[None].copy()
+    for b, got in enumerate(all_block_io(official_model, lr)):
+        for name, a, e in zip(("x", "mask", "y"), got, block_io(official_model, lr, b)):
+            assert np.allclose(a, e, rtol=0, atol=1e-4), f"block {b} {name}"
+
+
+def test_check_step_names_the_failing_fixtures(tmp_path):
+    build = tmp_path / "build-gpu"
+    native = build / "plugins" / "smsrSparseBlock" / "kernels" / "smsr_kernels_native_test"
+    native.parent.mkdir(parents=True)
+    native.write_text('#!/bin/sh\ncase "$2" in *bird_b3*) echo "FAIL fixture"; exit 1;; esac\necho PASSED\n')
+    native.chmod(0o755)
+    fixtures = build / "work" / "fixtures"
+    fixtures.mkdir(parents=True)
+    for name in ("baby", "bird"):
+        for b in range(5):
+            (fixtures / f"{name}_b{b}.bin").touch()
+    r, out, statuses = _device_run(tmp_path, _fake_tools(tmp_path), "check", build=build)
+    assert statuses["check"] == "failed" and r.returncode == 1
+    md = (out / "results.md").read_text()
+    assert "1 of 10 fixtures FAILED: bird_b3" in md
+    assert (out / "check.log").read_text().count("PASSED") == 10  # the random cases + 9 good fixtures
+
+
+@pytest.mark.parametrize("ncu, status, text", [
+    ('echo "==ERROR== Failed to initialize the profiler: LibraryNotLoaded" >&2; exit 1', "unsupported",
+     "ncu not supported here"),
+    ('echo \'"ID","Kernel Name","gpu__time_duration.sum"\'; echo \'"","","nsecond"\'; '
+     'echo \'"0","layerKernel","1000"\'; echo \'"1","collectKernel","500"\'', "ok", "ncu: 2 kernels profiled"),
+    # an ncu that lacks the tensor-pipe metric: profiled again without it
+    ('case "$*" in *hmma*) echo "==ERROR== Failed to find metric sm__pipe_tensor_op_hmma" >&2; exit 1;; esac; '
+     'echo \'"ID","Kernel Name","gpu__time_duration.sum"\'; echo \'"0","layerKernel","1000"\'', "ok",
+     "profiled without it"),
+])
+def test_ncu_step_tells_unsupported_from_results(tmp_path, ncu, status, text):
+    build = _fake_native_build(tmp_path)
+    (build / "work" / "fixtures").mkdir(parents=True)
+    (build / "work" / "fixtures" / "ncu_baby_b0.smbf").touch()
+    r, out, statuses = _device_run(tmp_path, _fake_tools(tmp_path, ncu=ncu), "ncu", build=build)
+    assert statuses["ncu"] == status, r.stdout + r.stderr
+    md = (out / "results.md").read_text()
+    assert text in md
+    if status == "ok":
+        assert "| layerKernel | 1.0 |" in md
+
+
+def test_the_c_abi_library_exports_only_its_functions(emulated_op):
+    """The version script keeps the static CUDA runtime inside libsmsr_block_capi private (PyTorch has its own)."""
+    if not shutil.which("nm"):
+        pytest.skip("nm not found")
+    libs = [emulated_op._LIB.path, emulated_op._LIB.path.with_name("libsmsr_block_capi.so")]
+    for lib in (p for p in libs if p.is_file()):  # the CUDA one exists where nvcc built it
+        out = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
+        names = {ln.split()[-1] for ln in out.splitlines() if ln.split() and ln.split()[1] in "TDBRW"}
+        assert names and all(n.startswith("smsr_capi_") for n in names), f"{lib.name} exports {sorted(names)[:8]}"
 
 
 # ------------------------------------------------------------------------------------------- performance model

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
         handle = ctypes.CDLL(str(plugin))  # registers itself with the loaded TensorRT library's registry
     report["stage"] = "load_library"
-    creator = registry.get_creator("SMSRSparseBlock", "1", "")
+    creator = registry.get_creator("SMSRSparseBlock", "2", "")
     report["creator_found"] = creator is not None
     if handle is None or creator is None:
         report["error"] = "plugin library did not register SMSRSparseBlock version 1"

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = trt.get_plugin_registry()
     handle = registry.load_library(lib_path)
     check("load_library returns a handle", handle is not None)
-    creator = registry.get_creator("SMSRSparseBlock", "1", "")
+    creator = registry.get_creator("SMSRSparseBlock", "2", "")
     check("creator SMSRSparseBlock/1 registered", creator is not None)
     if creator is None:
         Path(args.report).write_text(json.dumps(results, indent=1))
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     check("creator interface", creator.interface_info.kind == "PLUGIN CREATOR_V3ONE", creator.interface_info.kind)
     check("creator name/version/namespace", (creator.name, creator.plugin_version, creator.plugin_namespace)
-          == ("SMSRSparseBlock", "1", ""))
+          == ("SMSRSparseBlock", "2", ""))
     fields = [(f.name, f.type, f.size) for f in creator.field_names]
     check("field names", fields == [("dense_channels", trt.PluginFieldType.INT32, 4),
                                     ("sparse_channels", trt.PluginFieldType.INT32, 4)], repr(fields))
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         core = plugins[0].get_capability_interface(trt.PluginCapabilityType.CORE)
         build = plugins[0].get_capability_interface(trt.PluginCapabilityType.BUILD)
         check("core interface", (core.plugin_name, core.plugin_version, core.plugin_namespace)
-              == ("SMSRSparseBlock", "1", ""))
+              == ("SMSRSparseBlock", "2", ""))
         check("build interface: one output", build.num_outputs == 1)
         check("build interface: metadata names the fields",
               build.metadata_string == "dense_channels=24,9,3,0 sparse_channels=40,55,61,64", build.metadata_string)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     check("destructor balance: no plugin object left", live() == 0, str(live()))
 
     registry.deregister_library(handle)
-    check("deregister_library removes the creator", registry.get_creator("SMSRSparseBlock", "1", "") is None)
+    check("deregister_library removes the creator", registry.get_creator("SMSRSparseBlock", "2", "") is None)
     del builder
 
     Path(args.report).write_text(json.dumps(results, indent=1))

@@ -37,11 +37,11 @@ def make_smb_model(
     cin = channels
     for l in range(4):
         cout = wd[l] + ws[l]
-        w = (rng.standard_normal((cout, cin, 3, 3)) * 0.05).astype(dtype)
+        w = (rng.standard_normal((3, 3, cin, cout)) * 0.05).astype(dtype)  # plugin_version 2: 3 x 3 x Cin x Cout
         inits.append(onnx.numpy_helper.from_array(w, f"w{l}"))
         cin = cout
     k = sum(wd) + sum(ws)
-    inits.append(onnx.numpy_helper.from_array((rng.standard_normal((channels, k, 1, 1)) * 0.05).astype(dtype), "wc"))
+    inits.append(onnx.numpy_helper.from_array((rng.standard_normal((1, 1, k, channels)) * 0.05).astype(dtype), "wc"))
     inits.append(onnx.numpy_helper.from_array(np.zeros(channels, dtype), "bc"))
     names = ["x", "mask", "w0", "w1", "w2", "w3", "wc", "bc"]
     node_inputs = ["" if n == drop_input else n for n in names]
@@ -55,7 +55,7 @@ def make_smb_model(
         domain="smsr",
         dense_channels=list(dense),
         sparse_channels=list(sparse),
-        plugin_version="1",
+        plugin_version="2",
         plugin_namespace="",
     )
     graph = helper.make_graph(

@@ -73,7 +73,8 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
     SIMT_LAUNCH(classify, dim3((pixels + pixelsPerBlock - 1) / pixelsPerBlock), dim3(kern::kThreads), 0, stream)(
         mask, pixels, counts, active, inactive);
 
-    // Weights to [tap][ci][co]: GEMM B rows become contiguous (the ONNX layout strides them by Cin*9).
+    // Weights arrive as [tap][ci][co] (op contract v2): copied to the workspace as before (the copy goes with
+    // the kernel rewrite).
     kern::WeightJobs<T> jobs{};
     for (int l = 0; l <= kSparseBlockLayers; ++l)
     {

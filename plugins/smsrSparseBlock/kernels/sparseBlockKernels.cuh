@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kThreads) classifyPixelsKernel(
 }
 
 // ------------------------------------------------------------------------------------------- weight layout
-//! One weight tensor to transpose from [co][ci][tap] (ONNX) to [tap][ci][co] (contiguous GEMM B rows).
+//! One weight tensor to copy to the workspace, [tap][ci][co] in and out (contiguous GEMM B rows).
 template <typename T>
 struct WeightJob
 {
@@ -134,7 +134,7 @@ struct WeightJobs
     WeightJob<T> job[kSparseBlockLayers + 1];
 };
 
-//! blockIdx.y = tensor; grid-stride over its elements (reads strided, writes coalesced; ~150k elements per block op).
+//! blockIdx.y = tensor; grid-stride over its elements (~150k elements per block op).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) transposeWeightsKernel(WeightJobs<T> const jobs)
 {
@@ -142,10 +142,7 @@ __global__ void __launch_bounds__(kThreads) transposeWeightsKernel(WeightJobs<T>
     int const total = j.cout * j.cin * j.taps;
     for (int i = blockIdx.x * kThreads + threadIdx.x; i < total; i += gridDim.x * kThreads)
     {
-        int const co = i % j.cout;
-        int const ci = (i / j.cout) % j.cin;
-        int const tap = i / (j.cout * j.cin);
-        j.dst[i] = j.src[(size_t(co) * j.cin + ci) * j.taps + tap];
+        j.dst[i] = j.src[i]; // the op's weights (plugin_version 2) are already [tap][ci][co]
     }
 }
 

@@ -34,8 +34,8 @@ struct SparseBlockTensors
 {
     void const* x{nullptr};                          //!< N x C x H x W
     void const* mask{nullptr};                       //!< N x 1 x H x W, values exactly 0 or 1
-    void const* weights[kSparseBlockLayers]{};       //!< (D_l+S_l) x Cin_l x 3 x 3, Cin_0 = C, Cin_l = D_{l-1}+S_{l-1}
-    void const* collectWeight{nullptr};              //!< C x sum_l(D_l+S_l) (x 1 x 1)
+    void const* weights[kSparseBlockLayers]{};       //!< 3 x 3 x Cin_l x (D_l+S_l), Cin_0 = C, Cin_l = D_{l-1}+S_{l-1}
+    void const* collectWeight{nullptr};              //!< (1 x 1 x) sum_l(D_l+S_l) x C
     void const* collectBias{nullptr};                //!< C
     void* y{nullptr};                                //!< N x C x H x W
 };

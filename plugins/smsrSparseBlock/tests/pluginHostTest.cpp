@@ -164,8 +164,8 @@ Dims dims(std::initializer_list<int64_t> v)
 // Shapes of the 8 inputs + output for block 0 at N x 64 x H x W.
 std::vector<Dims> blockDims(int64_t n, int64_t h, int64_t w)
 {
-    return {dims({n, 64, h, w}), dims({n, 1, h, w}), dims({64, 64, 3, 3}), dims({64, 64, 3, 3}), dims({64, 64, 3, 3}),
-        dims({64, 64, 3, 3}), dims({64, 256, 1, 1}), dims({64}), dims({n, 64, h, w})};
+    return {dims({n, 64, h, w}), dims({n, 1, h, w}), dims({3, 3, 64, 64}), dims({3, 3, 64, 64}), dims({3, 3, 64, 64}),
+        dims({3, 3, 64, 64}), dims({1, 1, 256, 64}), dims({64}), dims({n, 64, h, w})};
 }
 
 std::vector<DynamicPluginTensorDesc> dynDesc(std::vector<Dims> const& d, DataType t, TensorFormat f = TensorFormat::kLINEAR)
@@ -248,7 +248,7 @@ void testCreator(IPluginCreatorV3One* c)
     CHECK(std::strcmp(info.kind, "PLUGIN CREATOR_V3ONE") == 0);
     CHECK(info.major == 1);
     CHECK(std::strcmp(c->getPluginName(), "SMSRSparseBlock") == 0);
-    CHECK(std::strcmp(c->getPluginVersion(), "1") == 0);
+    CHECK(std::strcmp(c->getPluginVersion(), "2") == 0);
     CHECK(std::strcmp(c->getPluginNamespace(), "") == 0);
     PluginFieldCollection const* names = c->getFieldNames();
     CHECK(names != nullptr && names->nbFields == 2);
@@ -332,7 +332,7 @@ void testPlugin(IPluginCreatorV3One* c)
     CHECK(std::strcmp(build->getInterfaceInfo().kind, "PLUGIN_V3ONE_BUILD") == 0);
     CHECK(std::strcmp(rt->getInterfaceInfo().kind, "PLUGIN_V3ONE_RUNTIME") == 0);
     CHECK(std::strcmp(core->getPluginName(), "SMSRSparseBlock") == 0);
-    CHECK(std::strcmp(core->getPluginVersion(), "1") == 0);
+    CHECK(std::strcmp(core->getPluginVersion(), "2") == 0);
     CHECK(std::strcmp(core->getPluginNamespace(), "") == 0);
     CHECK(build->getNbOutputs() == 1);
     CHECK(std::string(build->getMetadataString()) == "dense_channels=24,9,3,0 sparse_channels=40,55,61,64");
@@ -409,9 +409,9 @@ void testPlugin(IPluginCreatorV3One* c)
         auto io32 = dynDesc(hi, DataType::kFLOAT);
         CHECK(build->getWorkspaceSize(io32.data(), 8, io32.data() + 8, 1)
             == smsr::getSparseBlockWorkspaceSize(big, smsr::DataType::kFLOAT));
-        // wc given as a 2-D C x K matrix is accepted too.
+        // wc given as a 2-D K x C matrix is accepted too.
         io = dynDesc(d, DataType::kFLOAT);
-        io[6].desc.dims = dims({64, 256});
+        io[6].desc.dims = dims({256, 64});
         CHECK(build->configurePlugin(io.data(), 8, io.data() + 8, 1) == 0);
     }
     // The kernel library's 2^30-pixel limit per call (N*H*W): a profile up to exactly 2^30 pixels is accepted and
@@ -460,10 +460,12 @@ void testPlugin(IPluginCreatorV3One* c)
         {0, dims({1, 64, 32}), "x must be 4-D"},
         {1, dims({1, 2, 32, 48}), "mask has shape [1x2x32x48], expected [1x1x32x48]"},
         {1, dims({1, 1, 30, 48}), "mask has shape [1x1x30x48]"},
-        {2, dims({64, 63, 3, 3}), "w0 has shape [64x63x3x3], expected [64x64x3x3]"},
-        {3, dims({59, 64, 3, 3}), "w1 has shape [59x64x3x3], expected [64x64x3x3]"},
-        {5, dims({64, 64, 1, 1}), "w3 has shape [64x64x1x1], expected [64x64x3x3]"},
-        {6, dims({64, 192, 1, 1}), "wc has shape [64x192x1x1], expected [64x256x1x1]"},
+        {2, dims({3, 3, 63, 64}), "w0 has shape [3x3x63x64], expected [3x3x64x64]"},
+        {3, dims({3, 3, 64, 59}), "w1 has shape [3x3x64x59], expected [3x3x64x64]"},
+        {5, dims({1, 1, 64, 64}), "w3 has shape [1x1x64x64], expected [3x3x64x64]"},
+        {6, dims({1, 1, 192, 64}), "wc has shape [1x1x192x64], expected [1x1x256x64]"},
+        {2, dims({64, 64, 3, 3}), "w0 has shape [64x64x3x3], expected [3x3x64x64]"}, // old (v1) OIHW layout
+        {6, dims({64, 256, 1, 1}), "wc has shape [64x256x1x1], expected [1x1x256x64]"},
         {7, dims({32}), "bc has shape [32], expected [64]"},
     };
     for (auto const& b : bad)
@@ -562,8 +564,8 @@ struct Block
     {
         std::vector<Dims> v{dims({nn, c, hh, ww}), dims({nn, 1, hh, ww})};
         for (int32_t l = 0; l < 4; ++l)
-            v.push_back(dims({cout(l), cin(l), 3, 3}));
-        v.push_back(dims({c, collectIn(), 1, 1}));
+            v.push_back(dims({3, 3, cin(l), cout(l)}));
+        v.push_back(dims({1, 1, collectIn(), c}));
         v.push_back(dims({c}));
         v.push_back(dims({nn, c, hh, ww}));
         return v;
@@ -600,7 +602,7 @@ std::vector<double> naiveBlock(Block const& b, std::vector<float> const* t)
                                 int32_t const sy = yy + k / 3 - 1, sx = xx + k % 3 - 1;
                                 if (sy >= 0 && sy < b.h && sx >= 0 && sx < b.w)
                                     (ci < denseIn ? sd : ss)
-                                        += in[ci * HW + sy * b.w + sx] * wl[(size_t(co) * cin + ci) * 9 + k];
+                                        += in[ci * HW + sy * b.w + sx] * wl[(size_t(k) * cin + ci) * cout + co];
                             }
                         double const mp = m[yy * b.w + xx];
                         double z = sd + mp * ss;
@@ -611,7 +613,7 @@ std::vector<double> naiveBlock(Block const& b, std::vector<float> const* t)
             for (int32_t co = 0; co < b.c; ++co)
                 for (int32_t ci = 0; ci < cout; ++ci)
                     for (size_t p = 0; p < HW; ++p)
-                        yn[co * HW + p] += t[6][size_t(co) * b.collectIn() + off + ci] * f[ci * HW + p];
+                        yn[co * HW + p] += t[6][size_t(off + ci) * b.c + co] * f[ci * HW + p];
             off += cout;
             in.swap(f);
         }

@@ -49,7 +49,7 @@ struct BlockData
 std::vector<double> referenceForward(BlockData const& d)
 {
     SparseBlockShape const& s = d.s;
-    int const H = s.height, W = s.width, C = s.channels, CC = smsr::collectInChannels(s);
+    int const H = s.height, W = s.width, C = s.channels;
     size_t const HW = size_t(H) * W;
     std::vector<double> y(size_t(s.batch) * C * HW);
     for (int n = 0; n < s.batch; ++n)
@@ -79,7 +79,7 @@ std::vector<double> referenceForward(BlockData const& d)
                                     if (sy < 0 || sy >= H || sx < 0 || sx >= W)
                                         continue;
                                     double const v = in[ci * HW + size_t(sy) * W + sx]
-                                        * d.w[l][((size_t(co) * cin + ci) * 3 + ky) * 3 + kx];
+                                        * d.w[l][((size_t(ky) * 3 + kx) * cin + ci) * cout + co]; // 3x3xCinxCout
                                     (ci < dIn ? sd : ss) += v;
                                 }
                         double const mp = m[size_t(yy) * W + xx];
@@ -91,7 +91,7 @@ std::vector<double> referenceForward(BlockData const& d)
             for (int co = 0; co < C; ++co)
                 for (int ci = 0; ci < cout; ++ci)
                 {
-                    double const wv = d.wc[size_t(co) * CC + collectOff + ci];
+                    double const wv = d.wc[size_t(collectOff + ci) * C + co]; // 1x1xCCxC
                     for (size_t p = 0; p < HW; ++p)
                         yn[co * HW + p] += wv * f[ci * HW + p];
                 }
