@@ -25,7 +25,7 @@ BUILD ?= build
 OUT ?= out
 JOBS ?= 2
 
-.PHONY: setup python-deps cpp data demo test bench clean triton-venv
+.PHONY: setup python-deps cpp data demo test bench sass-report clean triton-venv
 
 setup: $(BUILD)/.python-deps cpp triton-venv
 
@@ -80,6 +80,12 @@ test: setup data
 
 bench: setup
 	$(PYTHON) benchmarks/bench_cpu.py --weights $(WEIGHTS) --data $(DATA)
+
+# SASS report of the CUDA kernels (sm_87, sm_90) and the performance model built on it (CPU only; KERNELS=<file.cu>).
+KERNELS ?= plugins/smsrSparseBlock/kernels/sparseBlockKernels.cu
+sass-report: $(BUILD)/.python-deps
+	$(PYTHON) tests/gpu/sass_report.py $(KERNELS)
+	$(PYTHON) tests/gpu/perf_model.py $(KERNELS)
 
 clean:
 	rm -rf $(BUILD) $(OUT)

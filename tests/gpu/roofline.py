@@ -11,7 +11,8 @@ Two sparse designs are modelled, both counting exactly what such kernels execute
   - "8x16 tiles" (the first version, rejected): the same at tile granularity (a tile is active if any pixel is),
     with separate dense/sparse K parts padded to 16 per tap.
 DRAM bytes assume 3x3 halo re-reads and weights hit in L1/L2 (the gathers' L1/L2 traffic is listed separately).
-Numbers for the README's performance note.
+Superseded for speed estimates by tests/gpu/perf_model.py (which reads the kernels' SASS: issue rate, latency,
+occupancy); kept for the MAC/byte counts and the real-mask statistics (collect_masks) the model reuses.
 """
 from __future__ import annotations
 

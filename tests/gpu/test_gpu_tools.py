@@ -1,5 +1,6 @@
-"""CPU checks of the GPU tooling: the roofline model's invariants, tests/gpu/run.sh's plan (--dry-run) and driver,
-the results summary, and the PyTorch op over the kernel library (run on the emulated kernels here)."""
+"""CPU checks of the GPU tooling: the roofline model's invariants, the performance model (perf_model.py),
+tests/gpu/run.sh's plan (--dry-run) and driver, the results summary, and the PyTorch op over the kernel library
+(run on the emulated kernels here)."""
 from __future__ import annotations
 
 import json
@@ -380,3 +381,96 @@ def test_the_c_abi_library_exports_only_its_functions(emulated_op):
         out = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
         names = {ln.split()[-1] for ln in out.splitlines() if ln.split() and ln.split()[1] in "TDBRW"}
         assert names and all(n.startswith("smsr_capi_") for n in names), f"{lib.name} exports {sorted(names)[:8]}"
+
+
+# ------------------------------------------------------------------------------------------- performance model
+import perf_model  # noqa: E402
+
+ORIN, H200 = perf_model.DEVICES["orin"], perf_model.DEVICES["h200"]
+PX720 = perf_model.FRAMES["1280x720"]
+
+
+def test_dense_baseline_is_the_stated_formula():
+    px = 1000
+    peak = 0.7 * 1024 * 16 * 1.3e9
+    bw = 0.8 * 204.8e9
+    conv = max(64 * 64 * 9 * px / peak, 256 * px / bw) + 4e-6
+    collect = max(256 * 64 * px / peak, 640 * px / bw) + 4e-6
+    assert perf_model.dense_block_time(px, ORIN) == pytest.approx(4 * conv + collect)
+
+
+def test_full_mask_all_sparse_executes_at_least_the_dense_work():
+    for design in ("v1", "v2"):
+        gemms, _, _ = perf_model.block_gemms(design, [0] * 4, [64] * 4, 1.0, 128 * 100)
+        macs = sum(rows * perf_model.pad(n, 16) * k * 32 for g in gemms for rows, n, k in g.parts)
+        assert macs >= 163_840 * 128 * 100
+
+
+def test_inactive_pixels_cost_only_dense_outputs_and_the_collect():
+    gemms, _, _ = perf_model.block_gemms("v2", [0, 0, 0, 0], [64] * 4, 0.0, 1280)
+    work = [(rows, n, k) for g in gemms for rows, n, k in g.parts if rows > 0]
+    assert work == [(1280, 64, 0)]  # only the fused collect's epilogue: y = bias at every pixel
+    assert perf_model.gemm_time(gemms[3], ORIN, perf_model.NOMINAL["v2"])["sm"] > 0
+
+
+def test_v2_has_five_launches_v1_eight():
+    assert perf_model.block_gemms("v2", *OFFICIAL_BLOCK0, 0.37, 1000)[2] == 5
+    assert perf_model.block_gemms("v1", *OFFICIAL_BLOCK0, 0.37, 1000)[2] == 8
+
+
+@pytest.mark.parametrize("design", ["v1", "v2"])
+def test_model_time_grows_with_density(design):
+    k = perf_model.NOMINAL[design]
+    times = [perf_model.frame_times(design, [d] * 5, PX720, ORIN, k)["sparse_ms"] for d in (0.0, 0.37, 0.63, 1.0)]
+    assert times == sorted(times) and times[0] < times[-1]
+
+
+def test_issue_bound_loop_is_slower_than_tensor_bound():
+    fast = dataclasses_replace(perf_model.NOMINAL["v2"], instr_per_hmma=6.0)
+    slow = dataclasses_replace(perf_model.NOMINAL["v2"], instr_per_hmma=24.0)
+    t_fast = perf_model.frame_times("v2", [0.37] * 5, PX720, ORIN, fast)["sparse_ms"]
+    t_slow = perf_model.frame_times("v2", [0.37] * 5, PX720, ORIN, slow)["sparse_ms"]
+    assert t_slow > 2 * t_fast
+
+
+def test_todays_kernels_miss_and_the_v2_design_meets_the_orin_targets():
+    v1 = perf_model.frame_times("v1", [0.37] * 5, PX720, ORIN, perf_model.NOMINAL["v1"])
+    assert v1["speedup"] < 1.0
+    v2 = perf_model.NOMINAL["v2"]
+    assert perf_model.frame_times("v2", [0.37] * 5, PX720, ORIN, v2)["speedup"] >= 1.3
+    assert perf_model.frame_times("v2", [1.0] * 5, PX720, ORIN, v2)["speedup"] >= 0.9
+
+
+def test_derived_limit_is_tensor_rate_bound():
+    lim = perf_model.derived_instr_per_hmma_limit()
+    assert 8.0 <= lim <= 16.0  # above 8 a sub-core is issue-bound; the targets leave a little room
+
+
+def test_occupancy_from_registers_and_shared_memory():
+    k = perf_model.NOMINAL["v2"]
+    assert perf_model.occupancy(ORIN, dataclasses_replace(k, registers=128)) == 2
+    assert perf_model.occupancy(ORIN, dataclasses_replace(k, registers=64)) == 4
+    assert perf_model.occupancy(ORIN, dataclasses_replace(k, registers=32, smem_block=100 * 1024)) == 1
+
+
+def test_kernels_from_a_report():
+    loop = {"mma_op": "HMMA.16816.F32", "outermost": True, "nest_per_mma": 7.5, "async_copy": True,
+            "memory": {"LDGSTS.BYPASS.128": 6}, "lower_bound": True,
+            "inner_loops": [{"instructions": 5, "moves_data": False}]}
+    inner = dict(loop, outermost=False, nest_per_mma=3.0, async_copy=False, memory={}, inner_loops=[])
+    rep = {"source": "x.cu", "archs": {"87": {"k": {"registers": 96, "smem_static": 0,
+                                                     "main_loops": [loop, inner]}}}}
+    k = perf_model.kernels_from_report(rep, "87", "v2")
+    assert (k.instr_per_hmma, k.async_copy, k.l1_bypass, k.registers) == (7.5, True, True, 96)
+    assert not k.lower_bound  # a short control-only inner loop does not make the count a bound
+
+
+def test_measured_densities_cover_set5_with_the_documented_mean():
+    dens = [d for v in perf_model.MEASURED_DENSITY.values() for d in v]
+    assert len(perf_model.MEASURED_DENSITY) == 5 and len(dens) == 25
+    assert 0.30 <= sum(dens) / len(dens) <= 0.40  # DESIGN.md: mean 37 % (pixel-weighted), 18 % .. 63 % per image
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+    return dataclasses.replace(obj, **kw)
