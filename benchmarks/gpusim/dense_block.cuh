@@ -10,11 +10,23 @@
  *  - padded shared-memory rows (72 halves) so WMMA row loads spread over the banks;
  *  - epilogue through shared memory: bias + ReLU + FP16 and 16-B stores, written straight into the concat
  *    buffer's channel slice (the collect then reads one 256-channel tensor).
+ * Written with the SIMT-portable spellings (plugins/common/simt) so the CPU tests run this very code.
  */
 #pragma once
 
+#include "simt/simt_portable.h"
+
+#if !defined(SMSR_SIMT_EMULATION)
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 #include <mma.h>
+#endif
+
+#if defined(__CUDACC__)
+#define GPUSIM_UNROLL _Pragma("unroll")
+#else
+#define GPUSIM_UNROLL
+#endif
 
 namespace gpusim
 {
@@ -58,7 +70,7 @@ __global__ void __launch_bounds__(kDenseThreads) denseConvKernel(DenseConvParams
     constexpr int kFn = kDenseCo / 16 / kWarpsN; // accumulator fragments per warp
     constexpr int kAVec = TP * kDenseKc / 8 / kDenseThreads;      // uint4 per thread per stage
     constexpr int kBVec = kDenseKc * kDenseCo / 8 / kDenseThreads;
-    __shared__ __align__(128) unsigned char smem[DenseSmem<TP>::kBytes];
+    SIMT_DYNAMIC_SHARED(unsigned char, smem); // DenseSmem<TP>::kBytes (< 48 KB: no opt-in needed)
     __half* const As = reinterpret_cast<__half*>(smem);
     __half* const Bs = reinterpret_cast<__half*>(smem + DenseSmem<TP>::kA);
     float* const Cs = reinterpret_cast<float*>(smem);
@@ -79,7 +91,7 @@ __global__ void __launch_bounds__(kDenseThreads) denseConvKernel(DenseConvParams
         int const c0 = (s % chunks) * kDenseKc;
         int const dy = TAPS == 9 ? tap / 3 - 1 : 0;
         int const dx = TAPS == 9 ? tap % 3 - 1 : 0;
-#pragma unroll
+GPUSIM_UNROLL
         for (int i = 0; i < kAVec; ++i)
         {
             int const e = tid + i * kDenseThreads;
@@ -98,7 +110,7 @@ __global__ void __launch_bounds__(kDenseThreads) denseConvKernel(DenseConvParams
             }
             ra[i] = v;
         }
-#pragma unroll
+GPUSIM_UNROLL
         for (int i = 0; i < kBVec; ++i)
         {
             int const e = tid + i * kDenseThreads;
@@ -109,7 +121,7 @@ __global__ void __launch_bounds__(kDenseThreads) denseConvKernel(DenseConvParams
     };
 
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kFn];
-#pragma unroll
+GPUSIM_UNROLL
     for (int j = 0; j < kFn; ++j)
         wmma::fill_fragment(acc[j], 0.f);
 
@@ -117,13 +129,13 @@ __global__ void __launch_bounds__(kDenseThreads) denseConvKernel(DenseConvParams
     for (int s = 0; s < stages; ++s)
     {
         __syncthreads(); // previous stage's MMAs are done with the shared tiles
-#pragma unroll
+GPUSIM_UNROLL
         for (int i = 0; i < kAVec; ++i)
         {
             int const e = tid + i * kDenseThreads;
             *reinterpret_cast<uint4*>(As + (e / (kDenseKc / 8)) * kDenseLd + (e % (kDenseKc / 8)) * 8) = ra[i];
         }
-#pragma unroll
+GPUSIM_UNROLL
         for (int i = 0; i < kBVec; ++i)
         {
             int const e = tid + i * kDenseThreads;
@@ -132,12 +144,12 @@ __global__ void __launch_bounds__(kDenseThreads) denseConvKernel(DenseConvParams
         __syncthreads();
         if (s + 1 < stages)
             fetch(s + 1); // in flight while the MMAs below run
-#pragma unroll
+GPUSIM_UNROLL
         for (int kk = 0; kk < kDenseKc / 16; ++kk)
         {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
             wmma::load_matrix_sync(a, As + wm * 16 * kDenseLd + kk * 16, kDenseLd);
-#pragma unroll
+GPUSIM_UNROLL
             for (int j = 0; j < kFn; ++j)
             {
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
@@ -148,11 +160,11 @@ __global__ void __launch_bounds__(kDenseThreads) denseConvKernel(DenseConvParams
     }
 
     __syncthreads(); // Cs aliases As/Bs
-#pragma unroll
+GPUSIM_UNROLL
     for (int j = 0; j < kFn; ++j)
         wmma::store_matrix_sync(Cs + wm * 16 * kDenseLdC + (wn * kFn + j) * 16, acc[j], kDenseLdC, wmma::mem_row_major);
     __syncthreads();
-#pragma unroll
+GPUSIM_UNROLL
     for (int i = 0; i < TP * kDenseCo / 8 / kDenseThreads; ++i)
     {
         int const e = tid + i * kDenseThreads;
@@ -162,7 +174,7 @@ __global__ void __launch_bounds__(kDenseThreads) denseConvKernel(DenseConvParams
         if (pix >= pixels)
             continue;
         __align__(16) __half o[8];
-#pragma unroll
+GPUSIM_UNROLL
         for (int k = 0; k < 8; ++k)
         {
             float v = Cs[row * kDenseLdC + vec * 8 + k];
@@ -187,9 +199,15 @@ inline cudaError_t launchDenseConv(DenseConvParams const& p, int tile, cudaStrea
     if (p.cin % kDenseKc != 0 || p.inStride % 8 != 0 || p.outStride % 8 != 0 || p.outOffset % 8 != 0)
         return cudaErrorInvalidValue;
     if (tile == 64)
-        denseConvKernel<TAPS, 64><<<(pixels + 63) / 64, kDenseThreads, 0, stream>>>(p);
+    {
+        auto k = &denseConvKernel<TAPS, 64>;
+        SIMT_LAUNCH(k, dim3((pixels + 63) / 64), dim3(kDenseThreads), DenseSmem<64>::kBytes, stream)(p);
+    }
     else
-        denseConvKernel<TAPS, 32><<<(pixels + 31) / 32, kDenseThreads, 0, stream>>>(p);
+    {
+        auto k = &denseConvKernel<TAPS, 32>;
+        SIMT_LAUNCH(k, dim3((pixels + 31) / 32), dim3(kDenseThreads), DenseSmem<32>::kBytes, stream)(p);
+    }
     return cudaGetLastError();
 }
 
