@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ class Case:
     launches: list = field(default_factory=list)
     result: dict = field(default_factory=dict)
     wall_s: float = 0.0
+    cpu_s: float = 0.0
     error: str = ""
 
 
@@ -63,6 +65,20 @@ def build_simulator(build: Path) -> Path:
     if not libs:
         raise BenchError(f"no simulator libcudart under {build / 'gpgpu-sim' / 'lib'}")
     return libs[0].parent
+
+
+def simulator_env(build: Path, libdir: Path) -> dict:
+    """The environment the simulator's setup_environment makes (PTX extraction needs CUDA_INSTALL_PATH etc.)."""
+    sim = build / "gpgpu-sim"
+    env = dict(os.environ, CUDA_INSTALL_PATH=str(build / "cuda-11.8"),
+               PATH=f"{build / 'prefix' / 'usr' / 'bin'}:{os.environ.get('PATH', '')}")
+    r = subprocess.run(["bash", "-c", "source setup_environment release >/dev/null && env -0"], cwd=sim, env=env,
+                       capture_output=True, check=False)
+    if r.returncode != 0:
+        raise BenchError(f"sourcing {sim}/setup_environment failed: {r.stderr.decode(errors='replace')[-1000:]}")
+    out = dict(kv.split("=", 1) for kv in r.stdout.decode(errors="replace").split("\0") if "=" in kv)
+    out["LD_LIBRARY_PATH"] = f"{libdir}:{out.get('LD_LIBRARY_PATH', '')}"
+    return out
 
 
 def make_fixture(build: Path, weights: Path, data: Path, image: str, size: str) -> Path:
@@ -138,7 +154,7 @@ def parse_log(text: str) -> list[dict]:
             continue
         if cur is None:
             continue
-        m = re.match(r"^(gpu_sim_cycle|gpu_sim_insn|gpu_tot_sim_cycle|gpu_occupancy|gpgpu_n_tot_w_icount|"
+        m = re.match(r"^(gpu_sim_cycle|gpu_sim_insn|gpu_tot_sim_cycle|gpu_tot_issued_cta|gpgpu_n_tot_w_icount|"
                      r"gpgpu_n_load_insn|gpgpu_n_store_insn|gpgpu_n_shmem_insn|gpgpu_n_sstarr_insn|"
                      r"gpgpu_n_tex_insn|gpgpu_n_const_mem_insn|gpgpu_n_param_mem_insn)\s*=\s*([0-9.]+)", line)
         if m and m.group(1) not in cur:
@@ -148,14 +164,23 @@ def parse_log(text: str) -> list[dict]:
 
 
 def short_name(mangled: str) -> str:
-    m = re.search(r"(\d+)([A-Za-z_]\w*Kernel\w*?)(?:I|E|$)", mangled)
-    if m:
-        n = int(m.group(1))
-        return m.group(2)[:n]
-    return mangled[:40]
+    """Unqualified function name of an Itanium-mangled kernel name (_ZN4smsr4kern11layerKernelI...E... -> layerKernel)."""
+    m = re.match(r"_Z(N?)(.*)", mangled)
+    if not m:
+        return mangled
+    rest, last = m.group(2), mangled
+    while True:
+        n = re.match(r"(\d+)", rest)
+        if not n:
+            return last
+        k = int(n.group(1))
+        last = rest[len(n.group(1)):len(n.group(1)) + k]
+        rest = rest[len(n.group(1)) + k:]
+        if not m.group(1):
+            return last
 
 
-def run_case(case: Case, exe: Path, libdir: Path, sim_root: Path, runs: Path, timeout: int) -> Case:
+def run_case(case: Case, exe: Path, env: dict, sim_root: Path, runs: Path, timeout: int) -> Case:
     d = runs / case.name
     if d.exists():
         shutil.rmtree(d)
@@ -163,15 +188,19 @@ def run_case(case: Case, exe: Path, libdir: Path, sim_root: Path, runs: Path, ti
     cmd = [str(exe), "--fixture", str(case.fixture), "--mode", case.mode]
     if case.density is not None:
         cmd += ["--density", str(case.density), "--seed", "7"]
-    env = dict(os.environ, LD_LIBRARY_PATH=f"{libdir}:{os.environ.get('LD_LIBRARY_PATH', '')}")
     t0 = time.time()
-    try:
-        with open(d / "sim.log", "w") as log:
-            r = subprocess.run(cmd, cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False)
-        rc = r.returncode
-    except subprocess.TimeoutExpired:
-        rc = None
+    with open(d / "sim.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        # wait4: this child's own CPU time (the machine may be shared; CPU seconds say what an idle one needs)
+        _, status, usage = os.wait4(proc.pid, 0)
+        timed_out = not timer.is_alive()
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    rc = None if timed_out else proc.returncode
     case.wall_s = time.time() - t0
+    case.cpu_s = usage.ru_utime + usage.ru_stime
     text = (d / "sim.log").read_text(errors="replace")
     case.launches = parse_log(text)
     m = re.search(r"^GPUSIM_RESULT (.*)$", text, re.M)
@@ -250,6 +279,7 @@ def run(args) -> int:
     sim_root = build / "gpgpu-sim"
     tag = re.sub(r"[^A-Za-z0-9]+", "_", args.label or "tree")
     exe = compile_driver(build, kernels, tag, args.driver.resolve())
+    env = simulator_env(build, libdir)
 
     cases: list[Case] = []
     sizes = [s for s in args.sizes.split(",") if s]
@@ -279,10 +309,10 @@ def run(args) -> int:
     print(f"running {len(cases)} simulations, {args.jobs} at a time (logs in {runs}) ...", flush=True)
     t0 = time.time()
     with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futs = [pool.submit(run_case, c, exe, libdir, sim_root, runs, args.timeout) for c in cases]
+        futs = [pool.submit(run_case, c, exe, env, sim_root, runs, args.timeout) for c in cases]
         for f in cf.as_completed(futs):
             c = f.result()
-            print(f"  {c.name}: {total_cycles(c):,} cycles, {c.wall_s:.0f} s" + (f" [{c.error}]" if c.error else ""),
+            print(f"  {c.name}: {total_cycles(c):,} cycles, {c.wall_s:.0f} s wall, {c.cpu_s:.0f} s CPU" + (f" [{c.error}]" if c.error else ""),
                   flush=True)
     print(f"all simulations: {time.time() - t0:.0f} s wall")
     text = report(cases, args.label or str(kernels))
@@ -292,7 +322,7 @@ def run(args) -> int:
     (out / "results.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps(
         [{"name": c.name, "mode": c.mode, "size": c.size, "density": c.density, "launches": c.launches,
-          "result": c.result, "block_cycles": total_cycles(c), "wall_s": round(c.wall_s, 1), "error": c.error}
+          "result": c.result, "block_cycles": total_cycles(c), "wall_s": round(c.wall_s, 1), "cpu_s": round(c.cpu_s, 1), "error": c.error}
          for c in cases], indent=1))
     bad = [c.name for c in cases if c.error or c.result.get("ok") != 1]
     if bad:
