@@ -67,7 +67,9 @@ def test_simulator_patch_applies(tmp_path):
         missing_component(f"GPGPU-Sim source not found at {SIM_SRC}")
     patches = sorted((GPUSIM / "patches").glob("*.patch"))
     assert patches, "no simulator patches"
-    for rel in ("src/cuda-sim/ptx.l", "src/cuda-sim/ptx.y"):
+    touched = {line[6:].strip() for p in patches for line in p.read_text().splitlines() if line.startswith("+++ b/")}
+    assert "src/cuda-sim/instructions.cc" in touched and "src/cuda-sim/ptx.y" in touched
+    for rel in touched:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(SIM_SRC / rel, tmp_path / rel)
     for p in patches:
@@ -78,6 +80,8 @@ def test_simulator_patch_applies(tmp_path):
     y = (tmp_path / "src/cuda-sim/ptx.y").read_text()
     assert "SHARED_CONFIGURATION{recognizer->add_space_spec(shared_space,0)" in y
     assert "return SHARED_CONFIGURATION;" in (tmp_path / "src/cuda-sim/ptx.l").read_text()
+    # the shfl fix: the value of "shfl.sync d|p" goes to d (the simulator wrote it into p)
+    assert "thread->set_reg(dst.vec_symbol(0), data);" in (tmp_path / "src/cuda-sim/instructions.cc").read_text()
 
 
 def test_config_gets_the_shfl_latency_once(tmp_path):

@@ -76,7 +76,6 @@ PROF
 
 sim() {
   local lib="$SIM/lib/gcc-$(gcc -dumpfullversion)/cuda-11080/release/libcudart.so.11.0"
-  if [ -f "$GPUSIM_DIR/.sim-done" ] && [ -f "$lib" ]; then echo "sim: reusing $lib"; return; fi
   [ -f "$GPUSIM_DIR/.toolkit-done" ] || die "toolkit missing: run '$0 toolkit' first"
   if [ ! -d "$SIM/.git" ]; then
     rm -rf "$SIM"; cp -a "$SIM_SRC" "$SIM"
@@ -88,10 +87,12 @@ sim() {
     [ -e "$p" ] || continue
     if (cd "$SIM" && git apply --check "$p" 2>/dev/null); then
       echo "sim: applying $(basename "$p")"; (cd "$SIM" && git apply "$p")
+      rm -f "$GPUSIM_DIR/.sim-done" # a new patch: rebuild (make rebuilds only what it touches)
     elif (cd "$SIM" && git apply --reverse --check "$p" 2>/dev/null); then
       echo "sim: $(basename "$p") already applied"
     else die "patch $(basename "$p") does not apply to $SIM"; fi
   done
+  if [ -f "$GPUSIM_DIR/.sim-done" ] && [ -f "$lib" ]; then echo "sim: reusing $lib"; return; fi
   local bin="$PREFIX/usr/bin"
   export CUDA_INSTALL_PATH="$CUDA_TREE" BISON_PKGDATADIR="$PREFIX/usr/share/bison" M4="$bin/m4"
   export PATH="$bin:$PATH"

@@ -6,7 +6,7 @@
  * reference in the same run. Cycles are not measured here: the simulator prints them per launch, run.py reads
  * them from its log.
  *
- *   driver --fixture F.bin --mode sparse|dense [--density D --seed S] [--tile 32|64] [--no-check]
+ *   driver --fixture F.bin --mode sparse|dense [--density D --seed S] [--tile 32|64] [--no-check] [--dump F]
  *
  * -DGPUSIM_DENSE_ONLY builds the dense baseline alone (kernel headers without the channels-last API).
  * Prints one "GPUSIM_RESULT key=value ..." line; exit status 0 = ran and (when checked) matched, 1 = mismatch,
@@ -227,6 +227,7 @@ int main(int argc, char** argv)
     uint32_t seed = 1;
     int tile = 0;
     bool doCheck = true;
+    char const* dumpPath = nullptr; // raw float32 y (NHWC) and reference, for debugging a mismatch
     for (int i = 1; i < argc; ++i)
     {
         std::string const a = argv[i];
@@ -247,6 +248,8 @@ int main(int argc, char** argv)
             tile = std::atoi(next());
         else if (a == "--no-check")
             doCheck = false;
+        else if (a == "--dump")
+            dumpPath = next();
         else
             fail(("unknown argument " + a + " (see the comment at the top of driver.cu)").c_str());
     }
@@ -357,6 +360,18 @@ int main(int argc, char** argv)
         }
         // FP16 storage of 4 feature maps + FP16 output: errors of ~1e-3 relative are expected.
         pass = maxErr <= 1e-2 * std::max(1.0, maxRef);
+        if (dumpPath)
+        {
+            FILE* fp = std::fopen(dumpPath, "wb");
+            if (!fp)
+                fail("cannot write the --dump file");
+            for (size_t i = 0; i < ref.size(); ++i)
+            {
+                float const v[2] = {__half2float(yh[i]), float(ref[i])};
+                std::fwrite(v, sizeof(float), 2, fp);
+            }
+            std::fclose(fp);
+        }
         if (mode == "sparse" && density < 0)
         { // the reference itself against the PyTorch block the fixture carries (validates the reference)
             refVsFixture = 0;

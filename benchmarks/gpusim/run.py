@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="simulations run in parallel (single-threaded each)")
     ap.add_argument("--report-only", action="store_true",
                     help="no simulations: rebuild the report from the logs of an earlier run with the same cases")
-    ap.add_argument("--timeout", type=int, default=1800, help="seconds per simulation")
+    ap.add_argument("--timeout", type=int, default=7200, help="seconds per simulation")
     args = ap.parse_args(argv)
     try:
         return run(args)
