@@ -68,7 +68,7 @@ def test_simulator_patch_applies(tmp_path):
     patches = sorted((GPUSIM / "patches").glob("*.patch"))
     assert patches, "no simulator patches"
     touched = {line[6:].strip() for p in patches for line in p.read_text().splitlines() if line.startswith("+++ b/")}
-    assert "src/cuda-sim/instructions.cc" in touched and "src/cuda-sim/ptx.y" in touched
+    assert {"src/cuda-sim/instructions.cc", "src/cuda-sim/ptx.y", "src/cuda-sim/ptx_parser.cc"} <= touched
     for rel in touched:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(SIM_SRC / rel, tmp_path / rel)
@@ -82,6 +82,8 @@ def test_simulator_patch_applies(tmp_path):
     assert "return SHARED_CONFIGURATION;" in (tmp_path / "src/cuda-sim/ptx.l").read_text()
     # the shfl fix: the value of "shfl.sync d|p" goes to d (the simulator wrote it into p)
     assert "thread->set_reg(dst.vec_symbol(0), data);" in (tmp_path / "src/cuda-sim/instructions.cc").read_text()
+    # dynamic (extern) shared memory no longer overlaps the kernel's static shared arrays
+    assert "array_ident == ARRAY_IDENTIFIER_NO_DIM" in (tmp_path / "src/cuda-sim/ptx_parser.cc").read_text()
 
 
 def test_config_gets_the_shfl_latency_once(tmp_path):
