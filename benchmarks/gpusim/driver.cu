@@ -6,7 +6,7 @@
  * reference in the same run. Cycles are not measured here: the simulator prints them per launch, run.py reads
  * them from its log.
  *
- *   driver --fixture F.bin --mode sparse|dense [--density D --seed S] [--tile 32|64] [--no-check] [--dump F]
+ *   driver --fixture F.bin --mode sparse|dense [--density D --seed S] [--tile 32|64] [--no-check] [--tol T] [--dump F]
  *
  * -DGPUSIM_DENSE_ONLY builds the dense baseline alone (kernel headers without the channels-last API).
  * Prints one "GPUSIM_RESULT key=value ..." line; exit status 0 = ran and (when checked) matched, 1 = mismatch,
@@ -227,6 +227,7 @@ int main(int argc, char** argv)
     uint32_t seed = 1;
     int tile = 0;
     bool doCheck = true;
+    double tol = 1e-2; // max |error| / max(1, max |reference|)
     char const* dumpPath = nullptr; // raw float32 y (NHWC) and reference, for debugging a mismatch
     for (int i = 1; i < argc; ++i)
     {
@@ -248,6 +249,8 @@ int main(int argc, char** argv)
             tile = std::atoi(next());
         else if (a == "--no-check")
             doCheck = false;
+        else if (a == "--tol")
+            tol = std::atof(next());
         else if (a == "--dump")
             dumpPath = next();
         else
@@ -358,8 +361,9 @@ int main(int argc, char** argv)
                 maxErr = std::max(maxErr, std::fabs(g - ref[i]));
             maxRef = std::max(maxRef, std::fabs(ref[i]));
         }
-        // FP16 storage of 4 feature maps + FP16 output: errors of ~1e-3 relative are expected.
-        pass = maxErr <= 1e-2 * std::max(1.0, maxRef);
+        // FP16 storage of 4 feature maps + FP16 output: ~1e-3 relative on a GPU and in the SIMT emulation;
+        // GPGPU-Sim sums each 16-long WMMA dot product in FP16 (instructions.cc mma_impl): ~1e-2 there.
+        pass = maxErr <= tol * std::max(1.0, maxRef);
         if (dumpPath)
         {
             FILE* fp = std::fopen(dumpPath, "wb");

@@ -220,7 +220,9 @@ def run_case(case: Case, exe: Path, env: dict, sim_root: Path, runs: Path, timeo
     if d.exists():
         shutil.rmtree(d)
     prepare_config(sim_root, d)
-    cmd = [str(exe), "--fixture", str(case.fixture), "--mode", case.mode]
+    # GPGPU-Sim sums each WMMA k=16 dot product in FP16 (its mma_impl), so its outputs deviate ~1e-2 relative
+    # from the float64 reference (5e-4 in the SIMT emulation); wrong work (lists, loads) shows as ~100 %.
+    cmd = [str(exe), "--fixture", str(case.fixture), "--mode", case.mode, "--tol", "3e-2"]
     if case.density is not None:
         cmd += ["--density", str(case.density), "--seed", "7"]
     if case.mode == "dense":
