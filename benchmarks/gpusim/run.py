@@ -271,6 +271,8 @@ def report(cases: list[Case], kernels_label: str) -> str:
         ratio = f"{tot / dense[c.size]:.2f}x" if c.size in dense and dense[c.size] and c.mode == "sparse" else "-"
         dens = c.result.get("density", c.density)
         dens_s = f"{100 * dens:.1f} %" if isinstance(dens, (int, float)) else "?"
+        if c.mode == "dense":
+            dens_s = "- (all pixels)"
         per = ", ".join(f"{n} {v:,}" for n, v in layer_rows(c))
         chk = ("ok" if c.result.get("ok") == 1 else "MISMATCH") if c.result.get("checked") else "unchecked"
         if c.result:
