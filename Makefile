@@ -89,3 +89,9 @@ sass-report: $(BUILD)/.python-deps
 
 clean:
 	rm -rf $(BUILD) $(OUT)
+
+# GPU timing without a GPU (issue 19): builds/reuses GPGPU-Sim + CUDA 11.8 under build-gpusim/, simulates the
+# sparse block vs a dense plain-WMMA block on real masks. Not part of `make test` (~15 min on 2 cores).
+.PHONY: gpusim-bench
+gpusim-bench:
+	$(PYTHON) benchmarks/gpusim/run.py --weights $(WEIGHTS) --data $(DATA) --jobs $(JOBS)
