@@ -64,7 +64,11 @@ def test_wheel_ships_a_relocatable_cpu_op(tmp_path, onnx_graphs):
     # A site-packages of its own: the package and the OpenBLAS wheel side by side, nothing from the checkout.
     import scipy_openblas32
     os.symlink(Path(scipy_openblas32.__file__).parent, site / "scipy_openblas32")
-    code = ("import numpy as np, onnxruntime as ort; from engine import ort_ops; "
+    # The checkout's own editable install (make setup: scikit-build-core) puts an import redirect in front of
+    # sys.path; drop it so this interpreter sees only the unpacked wheel, as a user's site-packages would.
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if type(f).__name__ != 'ScikitBuildRedirectingFinder']; "
+            "import numpy as np, onnxruntime as ort; from engine import ort_ops; "
             "p = ort_ops.find_custom_op_library(); assert str(p).startswith(%r), p; "
             "so = ort.SessionOptions(); ort_ops.register_custom_ops(so); "
             "s = ort.InferenceSession(%r, so, providers=['CPUExecutionProvider']); "
