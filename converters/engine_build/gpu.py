@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 
+from engine.cuda_driver import load_libcuda
+
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_{MAJOR,MINOR}
 
 
@@ -15,13 +17,8 @@ class GpuInfo:
 
 
 def detect_gpu(device: int = 0) -> GpuInfo | None:
-    for lib in ("libcuda.so.1", "libcuda.so"):
-        try:
-            cuda = ctypes.CDLL(lib)
-            break
-        except OSError:
-            continue
-    else:
+    cuda = load_libcuda()
+    if cuda is None:
         return None
     try:
         if cuda.cuInit(0) != 0:

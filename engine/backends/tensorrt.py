@@ -39,13 +39,9 @@ def gpu_driver_problem() -> str | None:
     """Why no NVIDIA GPU is usable here (no driver library, driver fails to start, no device), or None. Checked
     before naming a missing Python package: installing cuda-python does not help a machine without a GPU."""
     import ctypes
-    for lib in ("libcuda.so.1", "libcuda.so"):
-        try:
-            cuda = ctypes.CDLL(lib)
-            break
-        except OSError:
-            continue
-    else:
+    from ..cuda_driver import load_libcuda
+    cuda = load_libcuda()
+    if cuda is None:
         return "no NVIDIA driver here (libcuda.so.1 not found)"
     try:
         rc = cuda.cuInit(0)
