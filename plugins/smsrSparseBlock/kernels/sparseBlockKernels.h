@@ -13,6 +13,7 @@
 #pragma once
 
 #include "sparseBlockShape.h"
+#include "sparseBlockQuant.h"
 
 #if defined(SMSR_SIMT_EMULATION)
 #include "simt/cuda_runtime_emu.h"  // CPU execution layer: cudaStream_t, cudaError_t, ...
@@ -35,5 +36,18 @@ size_t getSparseBlockWorkspaceSize(SparseBlockShape const& shape, DataType type)
 //! error already pending on the thread (returned as is, not cleared); otherwise the status of its own launches.
 cudaError_t enqueueSparseBlock(SparseBlockShape const& shape, DataType type, SparseBlockTensors const& tensors,
     void* workspace, size_t workspaceSize, cudaStream_t stream) noexcept;
+
+// ------------------------------------------------------------------------------------------------------ INT8 mode
+// Contract and scales: sparseBlockQuant.h. x and the weights are int8 codes (tensors.x, tensors.weights,
+// tensors.collectWeight point to int8_t), mask / collectBias / y are `outType` (kFLOAT or kHALF); formats as the
+// float mode (x int8 in kNCHW; kNHWC only where the implementation says so). Scales are host memory, read during
+// the call (the requantization multipliers travel by value in kernel parameters: nothing is copied to the device).
+
+//! Bytes of device workspace enqueueSparseBlockInt8 needs. Host-only, no CUDA calls.
+size_t getSparseBlockInt8WorkspaceSize(SparseBlockShape const& shape, DataType outType) noexcept;
+
+//! Launch one INT8 block on `stream`; errors as enqueueSparseBlock (cudaErrorInvalidValue also for invalid scales).
+cudaError_t enqueueSparseBlockInt8(SparseBlockShape const& shape, DataType outType, SparseBlockTensors const& tensors,
+    SparseBlockInt8Scales const& scales, void* workspace, size_t workspaceSize, cudaStream_t stream) noexcept;
 
 } // namespace smsr
