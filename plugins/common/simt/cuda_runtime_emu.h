@@ -125,6 +125,22 @@ inline __half2 __floats2half2_rn(float a, float b) { return {__float2half_rn(a),
 inline float __low2float(__half2 h) { return __half2float(h.x); }
 inline float __high2float(__half2 h) { return __half2float(h.y); }
 
+// ----------------------------------------------------------------------------------------------- IEEE intrinsics
+// Round-to-nearest-even float32 operations that nvcc never contracts into an FMA; volatile keeps the host compiler
+// from contracting them either (-ffp-contract=fast with FMA hardware), so emulated epilogues give the GPU's bits.
+inline float __fmul_rn(float a, float b)
+{
+    volatile float r = a * b;
+    return r;
+}
+inline float __fadd_rn(float a, float b)
+{
+    volatile float r = a + b;
+    return r;
+}
+inline float __int2float_rn(int v) { return static_cast<float>(v); } // default rounding mode: nearest even
+inline int __float2int_rn(float v) { return static_cast<int>(std::nearbyint(v)); } // caller keeps v in int range
+
 // ----------------------------------------------------------------------------------------------- scheduler
 namespace simt
 {
