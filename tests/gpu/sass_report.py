@@ -370,7 +370,7 @@ def _mem_table(instrs: list[Instr]) -> dict[str, int]:
 def analyse_kernel(instrs: list[Instr]) -> dict:
     """Main loops and whole-kernel counts of one function."""
     loops = find_loops(instrs)
-    mma_bases = ("HMMA", "HGMMA")
+    mma_bases = ("HMMA", "HGMMA", "IMMA")
     use_mma = any(i.base in mma_bases for i in instrs)
     key_base = mma_bases if use_mma else ("FFMA",)
     reports = []
