@@ -145,7 +145,7 @@ def test_enqueue_success_path_on_emulated_kernels(plugin_library):
     """The same plugin sources over the emulated kernel library (libsmsr_trt_plugin_emu.so): configurePlugin on a
     dynamic profile, getWorkspaceSize = the kernel library's, onShapeChange, enqueue with host pointers; y against a
     naive evaluation of the op contract (FP32 and FP16 linear, FP16 kHWC8 channels-last I/O, splits with zero dense
-    channels), plus every host check."""
+    channels), the INT8 mode's y bit for bit against the INT8 contract, plus every host check."""
     build_dir = plugin_library.parent
     lib = build_dir / "libsmsr_trt_plugin_emu.so"
     exe = build_dir / "tests" / "smsr_trt_plugin_emu_host_test"
@@ -157,6 +157,9 @@ def test_enqueue_success_path_on_emulated_kernels(plugin_library):
     runs = [line for line in proc.stdout.splitlines() if "plugin enqueue (emulated kernels)" in line]
     assert len(runs) == 6 and all(line.startswith("ok") for line in runs), proc.stdout
     assert {"FP32", "FP16", "HWC8"} <= {w for line in runs for w in line.split()}
+    # INT8 mode: y bit-exact against the contract (kernels/sparseBlockQuant.h), FP32 and FP16 y.
+    int8_runs = [line for line in proc.stdout.splitlines() if "plugin INT8 enqueue (emulated kernels)" in line]
+    assert len(int8_runs) == 4 and all(line.startswith("ok") and " 0 of " in line for line in int8_runs), proc.stdout
 
 
 def test_host_methods_through_registry(plugin_library, tensorrt_rtx, tmp_path):

@@ -94,7 +94,9 @@ std::string traceLine(std::string const& layer, DynamicPluginTensorDesc const* i
         s += std::string(" ") + (i < kNB_INPUTS ? inputName(i) : "y") + "=" + typeName(d.desc.type) + "/"
             + formatName(d.desc.format) + dimsString(d.max);
     }
-    return s;
+    // PluginTensorDesc::scale: TensorRT's implicit-quantization scale (-1 when not set); a strongly typed network
+    // with explicit Q/DQ leaves it unset, which is why the INT8 scales travel as fields.
+    return s + " x_desc_scale=" + std::to_string(in[kIN_X].desc.scale);
 }
 
 bool sameDims(Dims const& a, Dims const& b)
@@ -324,6 +326,13 @@ int32_t SMSRSparseBlockPlugin::configurePlugin(
             if (!msg.empty())
                 err = msg + " (largest x of the profile: " + dimsString(in[kIN_X].max) + ")";
         }
+        smsr::DataType ioType{};
+        if (err.empty() && mCfg.int8 && toKernelType(in[kIN_MASK].desc.type, ioType)
+            && getSparseBlockInt8WorkspaceSize(makeShape(in[kIN_X].max, mCfg), ioType) == 0)
+            // The INT8 path has limits of its own (planar I/O, the requantization multipliers of every output
+            // channel travel in the kernel parameters): it sizes such a shape 0 and would refuse every enqueue.
+            err = "the kernel library's INT8 path does not support this block (at most 256 output channels per "
+                  "layer and C <= 256; largest x of the profile: " + dimsString(in[kIN_X].max) + ")";
         if (!err.empty())
         {
             fail(err);

@@ -1088,6 +1088,253 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
     delete p;
 }
 
+
+//! INT8 block data and the contract (kernels/sparseBlockQuant.h) evaluated directly with its scalar epilogues;
+//! the feature scales are calibrated on the data itself (99.9th percentile of each layer's positive sums), so the
+//! codes spread over 0..127 instead of saturating. Tensors NCHW / [tap][ci][co] / [ci][co].
+struct Int8Case
+{
+    std::vector<int8_t> x, w[4], wc;
+    std::vector<float> mask, bc; // bc rounded to the I/O type already
+    float xScale{0.02F};
+    float feature[4]{};
+    std::vector<float> weightScales, collectScales;
+    std::vector<float> y;     // reference y (float32, before the cast to the I/O type)
+    size_t unsaturated{0};    // feature codes strictly between 0 and 127 (the test data is not degenerate)
+    size_t featureCodes{0};
+};
+
+Int8Case makeInt8Case(Block const& b, bool half, uint32_t seed)
+{
+    Int8Case k;
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> code(-127, 127);
+    std::uniform_real_distribution<float> unit(0.F, 1.F);
+    size_t const HW = size_t(b.h) * b.w;
+    k.x.resize(size_t(b.n) * b.c * HW);
+    for (auto& v : k.x)
+        v = static_cast<int8_t>(code(rng));
+    k.mask.resize(size_t(b.n) * HW);
+    for (size_t i = 0; i < k.mask.size(); ++i)
+        k.mask[i] = unit(rng) < (i < HW ? 0.4F : 0.7F) ? 1.F : 0.F;
+    for (int32_t l = 0; l < 4; ++l)
+    {
+        k.w[l].resize(size_t(9) * b.cin(l) * b.cout(l));
+        for (auto& v : k.w[l])
+            v = static_cast<int8_t>(code(rng));
+        for (int32_t co = 0; co < b.cout(l); ++co)
+            k.weightScales.push_back(1e-3F * (0.5F + unit(rng)));
+    }
+    k.wc.resize(size_t(b.collectIn()) * b.c);
+    for (auto& v : k.wc)
+        v = static_cast<int8_t>(code(rng));
+    k.bc.resize(size_t(b.c));
+    for (int32_t co = 0; co < b.c; ++co)
+    {
+        float const v = (unit(rng) - 0.5F) * 4.F;
+        k.bc[co] = half ? roundHalf(v) : v;
+        k.collectScales.push_back(1e-4F * (0.5F + unit(rng)));
+    }
+
+    smsr::SparseBlockShape s{};
+    s.batch = b.n;
+    s.channels = b.c;
+    s.height = b.h;
+    s.width = b.w;
+    std::memcpy(s.dense, b.dense, sizeof s.dense);
+    std::memcpy(s.sparse, b.sparse, sizeof s.sparse);
+    smsr::SparseBlockInt8Scales q{};
+    q.x = k.xScale;
+    q.collect = k.collectScales.data();
+    size_t off = 0;
+    for (int32_t l = 0; l < 4; ++l)
+    {
+        q.weight[l] = k.weightScales.data() + off;
+        off += size_t(b.cout(l));
+    }
+    k.y.assign(size_t(b.n) * b.c * HW, 0.F);
+    std::vector<std::vector<int32_t>> acc(4), codes(4); // per layer: N x Cout x HW
+    for (int32_t l = 0; l < 4; ++l)
+    {
+        int32_t const cin = b.cin(l), cout = b.cout(l), denseIn = l == 0 ? cin : b.dense[l - 1];
+        acc[l].assign(size_t(b.n) * cout * HW, 0);
+        for (int32_t n = 0; n < b.n; ++n)
+            for (int32_t co = 0; co < cout; ++co)
+                for (int32_t yy = 0; yy < b.h; ++yy)
+                    for (int32_t xx = 0; xx < b.w; ++xx)
+                    {
+                        int64_t sd = 0, ss = 0;
+                        for (int32_t ci = 0; ci < cin; ++ci)
+                            for (int32_t t = 0; t < 9; ++t)
+                            {
+                                int32_t const sy = yy + t / 3 - 1, sx = xx + t % 3 - 1;
+                                if (sy < 0 || sy >= b.h || sx < 0 || sx >= b.w)
+                                    continue;
+                                size_t const src = (size_t(n) * cin + ci) * HW + size_t(sy) * b.w + sx;
+                                int32_t const a = l == 0 ? k.x[src] : codes[l - 1][src];
+                                (ci < denseIn ? sd : ss) += int64_t(a) * k.w[l][(size_t(t) * cin + ci) * cout + co];
+                            }
+                        bool const m = k.mask[size_t(n) * HW + size_t(yy) * b.w + xx] != 0.F;
+                        int64_t z = sd + (m ? ss : 0);
+                        if (co >= b.dense[l] && !m)
+                            z = 0;
+                        acc[l][(size_t(n) * cout + co) * HW + size_t(yy) * b.w + xx] = int32_t(z);
+                    }
+        // Calibrate s_f[l]: the 99.9th percentile of the layer's positive values maps to code 127.
+        std::vector<double> pos;
+        for (int32_t n = 0; n < b.n; ++n)
+            for (int32_t co = 0; co < cout; ++co)
+                for (size_t p = 0; p < HW; ++p)
+                {
+                    double const v = double(acc[l][(size_t(n) * cout + co) * HW + p]) * (l == 0 ? k.xScale : k.feature[l - 1])
+                        * q.weight[l][co];
+                    if (v > 0)
+                        pos.push_back(v);
+                }
+        std::sort(pos.begin(), pos.end());
+        k.feature[l] = pos.empty() ? 1.F : float(pos[size_t(0.999 * double(pos.size() - 1))] / 127.0);
+        q.feature[l] = k.feature[l];
+        std::vector<float> r(size_t(cout));
+        smsr::sparseBlockRequantMultipliers(s, q, l, r.data());
+        codes[l].resize(acc[l].size());
+        for (size_t i = 0; i < acc[l].size(); ++i)
+        {
+            int32_t const co = int32_t(i / HW % size_t(cout));
+            codes[l][i] = smsr::requantizeReluCode(acc[l][i], r[size_t(co)]);
+            k.unsaturated += codes[l][i] > 0 && codes[l][i] < 127 ? 1 : 0;
+        }
+        k.featureCodes += codes[l].size();
+    }
+    for (int32_t n = 0; n < b.n; ++n)
+        for (int32_t co = 0; co < b.c; ++co)
+            for (size_t p = 0; p < HW; ++p)
+            {
+                int64_t a = 0;
+                int32_t row = 0;
+                for (int32_t l = 0; l < 4; ++l)
+                    for (int32_t ci = 0; ci < b.cout(l); ++ci, ++row)
+                        a += int64_t(codes[l][(size_t(n) * b.cout(l) + ci) * HW + p]) * k.wc[size_t(row) * b.c + co];
+                k.y[(size_t(n) * b.c + co) * HW + p] = smsr::dequantizeCollect(int32_t(a), k.collectScales[co], k.bc[co]);
+            }
+    return k;
+}
+
+//! The plugin's INT8 path through the TensorRT call sequence on the emulated kernels: y must be the contract's
+//! bits exactly (FP32 y; FP16 y = the float32 result rounded to half).
+void runInt8EnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType outType, uint32_t seed)
+{
+    bool const half = outType == DataType::kHALF;
+    Int8Case k = makeInt8Case(b, half, seed);
+    Fields f;
+    f.f.emplace_back("dense_channels", b.dense, PluginFieldType::kINT32, 4);
+    f.f.emplace_back("sparse_channels", b.sparse, PluginFieldType::kINT32, 4);
+    f.f.emplace_back("x_scale", &k.xScale, PluginFieldType::kFLOAT32, 1);
+    f.f.emplace_back("feature_scales", k.feature, PluginFieldType::kFLOAT32, 4);
+    f.f.emplace_back("weight_scales", k.weightScales.data(), PluginFieldType::kFLOAT32, int32_t(k.weightScales.size()));
+    f.f.emplace_back("collect_scales", k.collectScales.data(), PluginFieldType::kFLOAT32, int32_t(k.collectScales.size()));
+    IPluginV3* p = c->createPlugin("emu_int8", f.get(), TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    if (p == nullptr)
+        return;
+    auto withTypes = [&](std::vector<Dims> const& d) {
+        auto io = dynDesc(d, DataType::kINT8);
+        io[1].desc.type = io[7].desc.type = io[8].desc.type = outType;
+        return io;
+    };
+    auto dyn = withTypes(b.ioDims(-1, -1, -1));
+    auto const lo = b.ioDims(1, 4, 4), hi = b.ioDims(b.n + 1, b.h + 1, b.w + 3);
+    for (size_t i = 0; i < dyn.size(); ++i)
+    {
+        dyn[i].min = lo[i];
+        dyn[i].opt = hi[i];
+        dyn[i].max = hi[i];
+    }
+    for (int32_t pos = 0; pos < 9; ++pos)
+        CHECK(buildOf(p)->supportsFormatCombination(pos, dyn.data(), 8, 1));
+    CHECK(buildOf(p)->configurePlugin(dyn.data(), 8, dyn.data() + 8, 1) == 0);
+    size_t const ws = buildOf(p)->getWorkspaceSize(dyn.data(), 8, dyn.data() + 8, 1);
+    smsr::SparseBlockShape big{};
+    big.batch = b.n + 1;
+    big.channels = b.c;
+    big.height = b.h + 1;
+    big.width = b.w + 3;
+    std::memcpy(big.dense, b.dense, sizeof big.dense);
+    std::memcpy(big.sparse, b.sparse, sizeof big.sparse);
+    CHECK(ws > 0 && ws == smsr::getSparseBlockInt8WorkspaceSize(big, half ? smsr::DataType::kHALF : smsr::DataType::kFLOAT));
+
+    // "Device" buffers (host memory under the emulation): x / weights int8 codes, mask / bc / y the I/O type.
+    size_t const esz = half ? 2 : 4;
+    auto putFloats = [&](std::vector<float> const& v) {
+        void* d = nullptr;
+        CHECK(cudaMalloc(&d, v.size() * esz) == cudaSuccess);
+        for (size_t j = 0; j < v.size(); ++j)
+        {
+            if (half)
+                static_cast<__half*>(d)[j] = __float2half_rn(v[j]);
+            else
+                static_cast<float*>(d)[j] = v[j];
+        }
+        return d;
+    };
+    auto putCodes = [&](std::vector<int8_t> const& v) {
+        void* d = nullptr;
+        CHECK(cudaMalloc(&d, v.size()) == cudaSuccess);
+        std::memcpy(d, v.data(), v.size());
+        return d;
+    };
+    std::vector<void*> buf{putCodes(k.x), putFloats(k.mask), putCodes(k.w[0]), putCodes(k.w[1]), putCodes(k.w[2]),
+        putCodes(k.w[3]), putCodes(k.wc), putFloats(k.bc), putFloats(std::vector<float>(k.y.size(), NAN))};
+    void* workspace = nullptr;
+    CHECK(cudaMalloc(&workspace, ws) == cudaSuccess);
+
+    TestRecorder recorder;
+    TestContext ctx;
+    ctx.mRecorder = &recorder;
+    IPluginV3* att = runtimeOf(p)->attachToContext(&ctx);
+    CHECK(att != nullptr);
+    if (att != nullptr)
+    {
+        auto io = b.ioDims(b.n, b.h, b.w);
+        auto rd = desc(io, DataType::kINT8);
+        rd[1].type = rd[7].type = rd[8].type = outType;
+        CHECK(runtimeOf(att)->onShapeChange(rd.data(), 8, rd.data() + 8, 1) == 0);
+        std::vector<void const*> ins(buf.begin(), buf.begin() + 8);
+        std::vector<void*> outs{buf[8]};
+        int32_t const rc = runtimeOf(att)->enqueue(rd.data(), rd.data() + 8, ins.data(), outs.data(), workspace, nullptr);
+        CHECK(rc == 0);
+        for (auto const& e : recorder.mErrors)
+            std::fprintf(stderr, "  enqueue error: %s\n", e.c_str());
+        CHECK(recorder.mErrors.empty());
+        size_t mismatches = 0;
+        for (size_t j = 0; j < k.y.size(); ++j)
+        {
+            bool same = false;
+            if (half)
+            {
+                __half const want = __float2half_rn(k.y[j]);
+                same = std::memcmp(&static_cast<__half*>(buf[8])[j], &want, 2) == 0;
+            }
+            else
+                same = std::memcmp(&static_cast<float*>(buf[8])[j], &k.y[j], 4) == 0;
+            mismatches += same ? 0 : 1;
+        }
+        // The data must exercise the epilogue: most feature codes neither 0 nor saturated at 127 would be too
+        // much to ask with ReLU and masks, but a good share must be.
+        double const spread = double(k.unsaturated) / double(k.featureCodes);
+        bool const ok = rc == 0 && mismatches == 0 && spread > 0.2;
+        CHECK(ok);
+        std::printf("%s plugin INT8 enqueue (emulated kernels) y %s N=%d C=%d H=%d W=%d dense=%d,%d,%d,%d: %zu of %zu "
+                    "y values differ from the contract's bits (feature codes in 1..126: %.0f %%), workspace %zu bytes\n",
+            ok ? "ok  " : "FAIL", half ? "FP16" : "FP32", b.n, b.c, b.h, b.w, b.dense[0], b.dense[1], b.dense[2],
+            b.dense[3], mismatches, k.y.size(), 100.0 * spread, ws);
+        delete att;
+    }
+    for (void* q : buf)
+        cudaFree(q);
+    cudaFree(workspace);
+    delete p;
+}
+
 void testEnqueue(IPluginCreatorV3One* c)
 {
     // Official-like splits, scaled to C=16: dense channels shrinking to zero in later layers; and a block whose
@@ -1100,6 +1347,10 @@ void testEnqueue(IPluginCreatorV3One* c)
             runEnqueueCase(c, b, t, seed++);
     for (Block const& b : {a, z})
         runEnqueueCase(c, b, DataType::kHALF, seed++, true);
+    // INT8 mode: bit-exact against the contract.
+    for (Block const& b : {a, z})
+        for (DataType t : {DataType::kFLOAT, DataType::kHALF})
+            runInt8EnqueueCase(c, b, t, seed++);
 }
 #endif
 
