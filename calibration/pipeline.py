@@ -8,7 +8,7 @@ from typing import Callable
 import onnx
 
 from .data import CalibrationConfig, calibration_batches, list_images
-from .int8_graph import BlockScales, convert_blocks, feature_tensors
+from .int8_graph import BlockScales, convert_blocks, feature_tensors, int8_block_names
 from .qdq import DEFAULT_EXCLUDE, QuantizeResult, deploy_ranges, quantize_graph, validate_qdq
 from .ranges import DEFAULT_PERCENTILE, compute_ranges
 from .report import build_report, write_report
@@ -77,6 +77,14 @@ def measure_accuracy(reference_fp32: Path, int8: Path, deploy_int8: Path | None,
             acc["deploy_int8"] = _summary(deploy_int8, data, scale, threads)
         except Exception as exc:  # the deploy graph needs the CPU custom-op library on ONNX Runtime
             acc["notes"].append(f"deploy INT8 graph not evaluated: {type(exc).__name__}: {str(exc)[:300]}")
+        proto = onnx.load(str(deploy_int8))
+        if int8_block_names(proto):  # the same graph with its INT8 blocks as standard ops: stock ONNX Runtime
+            import tempfile
+            from .int8_emulate import expand_int8_blocks
+            with tempfile.TemporaryDirectory(prefix="smsr_int8emu_") as tmp:
+                path = Path(tmp) / "deploy_int8_standard_ops.onnx"
+                onnx.save(expand_int8_blocks(proto), str(path))
+                acc["deploy_int8_standard_ops"] = _summary(path, data, scale, threads)
     return acc
 
 

@@ -71,7 +71,7 @@ def to_markdown(r: dict) -> str:
     if acc and acc.get("int8"):
         lines += ["## Accuracy (PSNR_Y / SSIM_Y, ONNX Runtime CPU)", "", "| graph | PSNR_Y | SSIM_Y | mask density |",
                   "|---|---|---|---|"]
-        for key in ("fp32", "int8", "deploy_int8"):
+        for key in ("fp32", "int8", "deploy_int8", "deploy_int8_standard_ops"):
             s = acc.get(key)
             if s:
                 dens = "-" if s.get("mask_density") is None else f"{100 * s['mask_density']:.1f} %"
