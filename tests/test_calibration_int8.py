@@ -157,3 +157,89 @@ def test_validator_refuses_bad_int8_nodes(int8_graphs, damage, message):
         validate_int8_blocks(model)
     with pytest.raises(ValueError, match=node.name):  # validate_qdq runs it too, naming the node
         validate_qdq(model)
+
+
+# --- running the INT8 deploy graph: stock ONNX Runtime on the standard-ops form, and our CPU op ----------------------
+def _crop(set5_dir, name="butterfly", y=40, x=52, size=48):
+    from engine.image_io import read_rgb
+    lr = read_rgb(set5_dir / "LR_bicubic" / "X2" / f"{name}.png").astype(np.float32)
+    hr = read_rgb(set5_dir / "HR" / f"{name}.png").astype(np.float32)
+    lr_crop = np.ascontiguousarray(lr[y:y + size, x:x + size].transpose(2, 0, 1)[None])
+    return lr_crop, hr[2 * y:2 * (y + size), 2 * x:2 * (x + size)]
+
+
+def _with_outputs(model, names):
+    model = copy.deepcopy(model)
+    model.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in names)
+    return model.SerializeToString()
+
+
+def _block_io(model):
+    """(node, x int8 tensor, mask tensor, y tensor) of every INT8 block."""
+    return [(n, n.input[0], n.input[1], n.output[0]) for n in model.graph.node if is_int8_block(n)]
+
+
+def _run(model_bytes, lr, with_op: bool):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    if with_op:
+        from engine import ort_ops
+        ort_ops.register_custom_ops(opts)
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, {"lr": lr})))
+
+
+def _int8_op_session_or_skip(model_bytes, lr):
+    """The deploy graph on our CPU op; skip (fail in CI) when the op library is missing or has no INT8 path."""
+    from helpers import missing_component
+    from engine import ort_ops
+    if ort_ops.find_custom_op_library() is None:
+        missing_component("ONNX Runtime CPU op library (libsmsr_ort_ops.so) not built")
+    try:
+        return _run(model_bytes, lr, with_op=True)
+    except Exception as exc:  # noqa: BLE001
+        if "int8" in str(exc).lower():
+            missing_component(f"the CPU op has no INT8 variant in this build (branch cpu8): {str(exc)[:200]}")
+        raise
+
+
+def _check_blocks_bit_exact(model, outs):
+    from calibration.int8_block import Int8BlockScales, sparse_block_int8
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node, x, m, y in _block_io(model):
+        a = _attrs(node)
+        scales = Int8BlockScales(a["x_scale"], tuple(a["feature_scales"]), np.asarray(a["weight_scales"], np.float32),
+                                 np.asarray(a["collect_scales"], np.float32))
+        w = [inits[t] for t in node.input[2:7]]
+        assert outs[x].dtype == np.int8
+        want, _ = sparse_block_int8(outs[x], outs[m], w[:4], w[4], inits[node.input[7]], list(a["dense_channels"]),
+                                    list(a["sparse_channels"]), scales)
+        assert 0.05 < outs[m].mean() < 0.99, node.name  # a crop with both active and inactive pixels
+        assert outs[y].dtype == np.float32 and outs[y].shape == want.shape
+        np.testing.assert_array_equal(outs[y].view(np.uint32), want.view(np.uint32), err_msg=node.name)
+
+
+def _psnr_y(sr, hr):
+    from engine.metrics import psnr_y
+    return psnr_y(np.clip(np.rint(sr[0].transpose(1, 2, 0)), 0, 255), hr, 2)
+
+
+@pytest.mark.parametrize("runner", ["standard_ops", "cpu_op"])
+def test_int8_deploy_graph_runs_bit_exact_and_close_to_fp32(int8_graphs, onnx_graphs, set5_dir, runner):
+    """Every INT8 block's output in the running graph equals the numpy reference (int8_block.sparse_block_int8)
+    on the same int8 input and mask, bit for bit; the SR crop is within 0.5 dB PSNR_Y of FP32 (tiny calibration)."""
+    from calibration.int8_emulate import expand_int8_blocks
+    model = onnx.load(str(int8_graphs["int8"].deploy))
+    watch = [t for _, x, m, y in _block_io(model) for t in (x, m, y)]
+    lr, hr = _crop(set5_dir)
+    if runner == "standard_ops":
+        outs = _run(_with_outputs(expand_int8_blocks(model), watch), lr, with_op=False)
+    else:
+        outs = _int8_op_session_or_skip(_with_outputs(model, watch), lr)
+    _check_blocks_bit_exact(model, outs)
+    fp32 = _run(onnx.load(str(onnx_graphs["reference"])).SerializeToString(), lr, with_op=False)
+    p32, p8 = _psnr_y(fp32["sr"], hr), _psnr_y(outs["sr"], hr)
+    assert p8 >= p32 - 0.5, (p8, p32)
+    assert p8 <= p32 + 0.2, (p8, p32)  # INT8 cannot beat FP32 by much: sanity
