@@ -229,6 +229,8 @@ def test_official_block0_bit_exact_both_paths(monkeypatch, official_block0, half
 @needs_lib
 def test_paths_are_the_ones_claimed(monkeypatch):
     """VNNI is chosen on a CPU with avx512_vnni (CI's machines have it), the plain loops when forced."""
+    monkeypatch.delenv("SMSR_CPU_PATH", raising=False)
+    assert int8_path() == ("AVX-512 VNNI" if CPU_HAS_VNNI else "plain C++")
     monkeypatch.setenv("SMSR_CPU_PATH", "plain")
     assert int8_path() == "plain C++"
 

@@ -28,8 +28,8 @@ struct ByteRun
     int stride, off, len;
 };
 
-//! Groups of 4 rows of a run of `len` channels.
-inline int k4Groups(int len) { return (len + 3) / 4; }
+//! Groups of 4 rows of a run of `len` channels (static: no out-of-line copy shared across units).
+static inline int k4Groups(int len) { return (len + 3) / 4; }
 
 struct Int8Kernels
 {
@@ -48,7 +48,7 @@ struct Int8Kernels
     char const* name;
 };
 
-//! The variant this process uses: AVX-512 VNNI where the CPU has it (CPUID), unless SMSR_CPU_PATH=plain.
+//! The variant to use now: AVX-512 VNNI where the CPU has it (CPUID), unless SMSR_CPU_PATH=plain (read per call).
 Int8Kernels const& int8Kernels();
 
 namespace int8plain
