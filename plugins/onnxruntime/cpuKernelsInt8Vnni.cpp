@@ -164,6 +164,70 @@ inline __m512 dequant(__m512i acc, float scale, float bias)
     return _mm512_add_ps(prod, _mm512_set1_ps(bias));
 }
 
+// In-register transpose of a 16 x 16 block of 32-bit lanes (rows r[0..15] -> columns); as cpuKernels.inl's.
+inline void transpose16(__m512i* ri)
+{
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i)
+        r[i] = _mm512_castsi512_ps(ri[i]);
+    for (int i = 0; i < 16; i += 2)
+    {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4)
+    {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i)
+    {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; ++i)
+    {
+        ri[i] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
+        ri[i + 8] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD));
+    }
+}
+
+//! One channel's values at the m pixels of a group: a contiguous (masked) store when the pixels are consecutive,
+//! else one scalar store per lane.
+inline void storeChannel(__m512 v, bool half, void* y, size_t at, int32_t const* pos, int m, __mmask16 lanes,
+    bool contiguous)
+{
+    if (half)
+    {
+        __m256i const h = _mm512_cvtps_ph(v, kRound);
+        uint16_t* yc = static_cast<uint16_t*>(y) + at;
+        if (contiguous)
+            _mm256_mask_storeu_epi16(yc + pos[0], lanes, h);
+        else
+        {
+            alignas(32) uint16_t tmp[16];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), h);
+            for (int j = 0; j < m; ++j)
+                yc[pos[j]] = tmp[j];
+        }
+        return;
+    }
+    float* yc = static_cast<float*>(y) + at;
+    if (contiguous)
+        _mm512_mask_storeu_ps(yc + pos[0], lanes, v);
+    else
+    {
+        alignas(64) float tmp[16];
+        _mm512_store_ps(tmp, v);
+        for (int j = 0; j < m; ++j)
+            yc[pos[j]] = tmp[j];
+    }
+}
+
 void storeCollect(int32_t const* acc, int channels, int32_t const* list, int count, int Wp, int W, size_t hw,
     float const* scale, float const* bias, bool half, void* y)
 {
@@ -182,39 +246,23 @@ void storeCollect(int32_t const* acc, int channels, int32_t const* list, int cou
         int32_t const* src = acc + size_t(i) * channels;
         __mmask16 const lanes = m == 16 ? __mmask16(0xffff) : __mmask16((1u << m) - 1);
         bool const contiguous = pos[m - 1] - pos[0] == m - 1;
-        // per channel: the m pixels' accumulators by one strided gather, then a contiguous (masked) store when the
-        // output pixels are consecutive, else m scalar stores of the vector's lanes
-        for (int c = 0; c < channels; ++c)
+        int c0 = 0;
+        if (m == 16) // 16 pixels x 16 channels through registers
+            for (; c0 + 16 <= channels; c0 += 16)
+            {
+                __m512i r[16];
+                for (int j = 0; j < 16; ++j)
+                    r[j] = _mm512_loadu_si512(src + size_t(j) * channels + c0);
+                transpose16(r);
+                for (int k = 0; k < 16; ++k)
+                    storeChannel(dequant(r[k], scale[c0 + k], bias[c0 + k]), half, y, size_t(c0 + k) * hw, pos, m,
+                        lanes, contiguous);
+            }
+        for (int c = c0; c < channels; ++c) // the rest: one strided gather per channel
         {
             __m512 const v = dequant(
                 _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes, rowIdx, src + c, 4), scale[c], bias[c]);
-            if (half)
-            {
-                __m256i const h = _mm512_cvtps_ph(v, kRound);
-                uint16_t* yc = static_cast<uint16_t*>(y) + c * hw;
-                if (contiguous)
-                    _mm256_mask_storeu_epi16(yc + pos[0], lanes, h);
-                else
-                {
-                    alignas(32) uint16_t tmp[16];
-                    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), h);
-                    for (int j = 0; j < m; ++j)
-                        yc[pos[j]] = tmp[j];
-                }
-            }
-            else
-            {
-                float* yc = static_cast<float*>(y) + c * hw;
-                if (contiguous)
-                    _mm512_mask_storeu_ps(yc + pos[0], lanes, v);
-                else
-                {
-                    alignas(64) float tmp[16];
-                    _mm512_store_ps(tmp, v);
-                    for (int j = 0; j < m; ++j)
-                        yc[pos[j]] = tmp[j];
-                }
-            }
+            storeChannel(v, half, y, size_t(c) * hw, pos, m, lanes, contiguous);
         }
     }
 }

@@ -2,6 +2,10 @@
 
 #include "cpuKernelsInt8.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -136,6 +140,59 @@ void runPhase(ParallelRunner& runner, size_t total, F&& body)
         std::rethrow_exception(ctx.error);
 }
 
+#if defined(__SSE2__)
+//! 16 x 16 bytes: rows r[k] (channel k, 16 pixels) -> r[i] (pixel i, 16 channels).
+inline void transpose16x16(__m128i* r)
+{
+    __m128i a[16];
+    for (int g = 0; g < 4; ++g) // channels 4g..4g+3 of 16 pixels -> 4 registers of 4 pixels x 4 channels
+    {
+        __m128i const lo01 = _mm_unpacklo_epi8(r[4 * g], r[4 * g + 1]), hi01 = _mm_unpackhi_epi8(r[4 * g], r[4 * g + 1]);
+        __m128i const lo23 = _mm_unpacklo_epi8(r[4 * g + 2], r[4 * g + 3]);
+        __m128i const hi23 = _mm_unpackhi_epi8(r[4 * g + 2], r[4 * g + 3]);
+        a[4 * g + 0] = _mm_unpacklo_epi16(lo01, lo23); // pixels 0..3
+        a[4 * g + 1] = _mm_unpackhi_epi16(lo01, lo23); // pixels 4..7
+        a[4 * g + 2] = _mm_unpacklo_epi16(hi01, hi23); // pixels 8..11
+        a[4 * g + 3] = _mm_unpackhi_epi16(hi01, hi23); // pixels 12..15
+    }
+    for (int q = 0; q < 4; ++q) // pixels 4q..4q+3: the four channel groups side by side
+    {
+        __m128i const lo01 = _mm_unpacklo_epi32(a[q], a[4 + q]), hi01 = _mm_unpackhi_epi32(a[q], a[4 + q]);
+        __m128i const lo23 = _mm_unpacklo_epi32(a[8 + q], a[12 + q]), hi23 = _mm_unpackhi_epi32(a[8 + q], a[12 + q]);
+        r[4 * q + 0] = _mm_unpacklo_epi64(lo01, lo23);
+        r[4 * q + 1] = _mm_unpackhi_epi64(lo01, lo23);
+        r[4 * q + 2] = _mm_unpacklo_epi64(hi01, hi23);
+        r[4 * q + 3] = _mm_unpackhi_epi64(hi01, hi23);
+    }
+}
+#endif
+
+//! dst[i * ld + c] = src[c * plane + i] + 128 for i < n, c < channels (int8 NCHW row -> u8 pixel-major).
+void toPixelMajor(int8_t const* src, size_t plane, int channels, int n, uint8_t* dst, int ld)
+{
+    int i0 = 0;
+#if defined(__SSE2__)
+    if (channels % 16 == 0) // 16 x 16 byte blocks through registers (SSE2: every x86-64)
+    {
+        __m128i const flip = _mm_set1_epi8(char(0x80)); // + 128 mod 256 on the byte = xor of the sign bit
+        for (; i0 + 16 <= n; i0 += 16)
+            for (int c0 = 0; c0 < channels; c0 += 16)
+            {
+                __m128i r[16];
+                for (int k = 0; k < 16; ++k)
+                    r[k] = _mm_xor_si128(
+                        _mm_loadu_si128(reinterpret_cast<__m128i const*>(src + (c0 + k) * plane + i0)), flip);
+                transpose16x16(r);
+                for (int i = 0; i < 16; ++i)
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + size_t(i0 + i) * ld + c0), r[i]);
+            }
+    }
+#endif
+    for (int c = 0; c < channels; ++c)
+        for (int i = i0; i < n; ++i)
+            dst[size_t(i) * ld + c] = uint8_t(int(src[c * plane + i]) + 128);
+}
+
 struct LayerPlan
 {
     int din{0}, cin{0}, dout{0}, sout{0};
@@ -191,13 +248,7 @@ struct ImageJob
         }
         padPixels(rowStart, 1);
         padPixels(rowStart + Wp - 1, 1);
-        uint8_t* d = x0 + (rowStart + 1) * sx;
-        for (int c = 0; c < C; ++c)
-        {
-            int8_t const* src = x + c * hw + size_t(yy) * W;
-            for (int i = 0; i < W; ++i)
-                d[size_t(i) * sx + c] = uint8_t(int(src[i]) + 128);
-        }
+        toPixelMajor(x + size_t(yy) * W, hw, C, W, x0 + (rowStart + 1) * sx, sx);
     }
 
     size_t layerItems() const
