@@ -108,6 +108,10 @@ def parse_args(argv: list[str] | None, prog: str = "python converters/build_engi
     c.add_argument("--int8-keep-float", nargs="+", default=[], metavar="REGEX",
                    help="node-name regexes kept in float besides the defaults (mean shift, mask branch, tail); "
                         "see python -m calibration.layerwise")
+    c.add_argument("--int8-blocks", choices=("int8", "float"), default="int8",
+                   help="SMSRSparseBlock nodes of the INT8 deploy graph: int8 (default: INT8 inside the op, int8 "
+                        "input from a QuantizeLinear, int8 weights) or float (the float op between "
+                        "DequantizeLinear outputs, as before)")
     c.add_argument("--threads", type=int, default=None, help="CPU threads for calibration/evaluation")
     return ap.parse_args(argv)
 
@@ -199,7 +203,7 @@ def _add_int8(args: argparse.Namespace, onnx_set: OnnxSet) -> None:
         eval_data = Path(args.eval_data)
     art = make_int8_graphs(onnx_set.graphs["reference"], onnx_set.graphs.get("deploy"), args.calib_data,
                            args.out_dir, onnx_set.scale, args.calib_method, config, args.calib_percentile,
-                           eval_data, args.threads, log, tuple(args.int8_keep_float))
+                           eval_data, args.threads, log, tuple(args.int8_keep_float), args.int8_blocks)
     onnx_set.graphs["reference_int8"] = art.reference
     if art.deploy is not None:
         onnx_set.graphs["deploy_int8"] = art.deploy
