@@ -293,6 +293,7 @@ def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet, adapter=None)
                "builder_optimization_level": args.opt_level, "workspace_bytes": args.workspace_mb << 20,
                "timing_cache": str(cache) if cache else None,
                "plugin_cuda_archs": result.plugin_cuda_archs,
+               "plugin_layer_types": result.plugin_layer_types,  # INT8 deploy: builder layer information
                "calibration_report": str(onnx_set.calibration_report) if onnx_set.calibration_report else None})
     manifest_path = manifest.save(manifest_path_for(engine_path))
     log(f"engine: {engine_path} ({len(result.engine) / 1e6:.2f} MB, built in {result.seconds:.1f} s)")

@@ -125,6 +125,16 @@ def int8_problems(layer: LayerInfo) -> list[str]:
     return problems
 
 
+def summary(layer: LayerInfo) -> dict:
+    """Types of an SMSRSparseBlock layer in node order, for the engine manifest: x, mask, weights (w0..w3, wc), bc, y."""
+    tensors = layer.inputs + layer.constants
+    outputs = data_outputs(layer)
+    types = [t.dtype for t in tensors]
+    return {"engine_layer": layer.name, "x": types[0] if types else None, "mask": types[1] if len(types) > 1 else None,
+            "weights": types[2:7], "bc": types[7] if len(types) > 7 else None,
+            "y": outputs[0].dtype if outputs else None}
+
+
 def data_outputs(layer: LayerInfo) -> list[TensorInfo]:
     """The layer's outputs without its workspace (a plugin with a workspace shows it as an extra UInt8 output
     named <layer>_wksp...)."""

@@ -1194,7 +1194,7 @@ Int8Case makeInt8Case(Block const& b, bool half, uint32_t seed)
         std::sort(pos.begin(), pos.end());
         k.feature[l] = pos.empty() ? 1.F : float(pos[size_t(0.999 * double(pos.size() - 1))] / 127.0);
         q.feature[l] = k.feature[l];
-        std::vector<float> r(size_t(cout));
+        std::vector<float> r(static_cast<size_t>(cout));
         smsr::sparseBlockRequantMultipliers(s, q, l, r.data());
         codes[l].resize(acc[l].size());
         for (size_t i = 0; i < acc[l].size(); ++i)
