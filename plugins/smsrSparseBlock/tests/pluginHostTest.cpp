@@ -816,6 +816,33 @@ void testInt8Plugin(IPluginCreatorV3One* c)
         delete q;
     }
 
+    // A block outside the INT8 kernels' limits (257 output channels in layer 0) is refused at build time.
+    {
+        int32_t const wideD[4] = {257, 1, 1, 1}, wideS[4] = {0, 0, 0, 0};
+        std::vector<float> ws(260, 1e-3F), cs(64, 1e-3F);
+        float const x = 0.02F, fs[4] = {0.05F, 0.05F, 0.05F, 0.05F};
+        Fields f;
+        f.f.emplace_back("dense_channels", wideD, PluginFieldType::kINT32, 4);
+        f.f.emplace_back("sparse_channels", wideS, PluginFieldType::kINT32, 4);
+        f.f.emplace_back("x_scale", &x, PluginFieldType::kFLOAT32, 1);
+        f.f.emplace_back("feature_scales", fs, PluginFieldType::kFLOAT32, 4);
+        f.f.emplace_back("weight_scales", ws.data(), PluginFieldType::kFLOAT32, 260);
+        f.f.emplace_back("collect_scales", cs.data(), PluginFieldType::kFLOAT32, 64);
+        IPluginV3* q = c->createPlugin("smb_wide", f.get(), TensorRTPhase::kBUILD);
+        CHECK(q != nullptr);
+        if (q != nullptr)
+        {
+            auto io = int8Desc({dims({1, 64, 8, 8}), dims({1, 1, 8, 8}), dims({3, 3, 64, 257}), dims({3, 3, 257, 1}),
+                                   dims({3, 3, 1, 1}), dims({3, 3, 1, 1}), dims({1, 1, 260, 64}), dims({64}),
+                                   dims({1, 64, 8, 8})},
+                DataType::kFLOAT);
+            gMessages.clear();
+            CHECK(buildOf(q)->configurePlugin(io.data(), 8, io.data() + 8, 1) != 0);
+            CHECK(logged("the kernel library's INT8 path does not support this block (at most 256 output channels"));
+        }
+        delete q;
+    }
+
     // Serialization round trip: the INT8 fields come back bit for bit, in the runtime phase too.
     {
         PluginFieldCollection const* fc = runtimeOf(p)->getFieldsToSerialize();
