@@ -187,6 +187,39 @@ __global__ void __launch_bounds__(256) padWeightsKernel(PadJob<T> const j)
         j.dst[ptrdiff_t(r) * ld + c] = c < j.cols ? j.src[ptrdiff_t(r) * j.cols + c] : fromFloat<T>(0.0f);
 }
 
+//! INT8 weights, K-contiguous (the integer tensor cores take B col-major) in the padded channel order of the
+//! layer input: dst[t][co][pc] = w[srcRow0 + t * cin + ci(pc)][co] for co < cout, pc < stride; zero for pad
+//! channels and for output rows up to coutPad (a multiple of kNc: no column predicate in the B copies).
+struct PackJobInt8
+{
+    signed char const* src; //!< natural [row][co] matrix (w_l: rows = 9 x cin; wc: rows = sum Cout_l)
+    signed char* dst;
+    int taps, cin, dense, padDense, stride; //!< input channels: natural count, dense, padG(dense), padded total
+    int cout, coutPad, srcLd, srcRow0;
+};
+constexpr int kPackJobsInt8 = 2 * kSparseBlockLayers; //!< the 4 layers and the collect's 4 feature blocks
+struct PackParamsInt8
+{
+    PackJobInt8 job[kPackJobsInt8];
+};
+constexpr int padNc(int c) { return (c + kNc - 1) / kNc * kNc; }
+//! Grid (max coutPad, 9, jobs): one output row per block. ~200 KB per block call for the official model.
+__global__ void __launch_bounds__(128) packWeightsInt8Kernel(PackParamsInt8 const P)
+{
+    PackJobInt8 const j = P.job[blockIdx.z];
+    int const co = blockIdx.x, t = blockIdx.y;
+    if (co >= j.coutPad || t >= j.taps)
+        return;
+    signed char* const dst = j.dst + (ptrdiff_t(t) * j.coutPad + co) * j.stride;
+    for (int pc = threadIdx.x; pc < j.stride; pc += blockDim.x)
+    {
+        int const ci = pc < j.padDense ? (pc < j.dense ? pc : -1)
+                                       : (pc - j.padDense + j.dense < j.cin ? pc - j.padDense + j.dense : -1);
+        dst[pc] = co < j.cout && ci >= 0 ? j.src[(ptrdiff_t(j.srcRow0) + ptrdiff_t(t) * j.cin + ci) * j.srcLd + co]
+                                         : static_cast<signed char>(0);
+    }
+}
+
 __device__ __forceinline__ uint4 load16(void const* src, bool pred)
 {
     uint4 v = make_uint4(0u, 0u, 0u, 0u);

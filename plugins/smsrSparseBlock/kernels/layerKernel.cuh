@@ -26,7 +26,10 @@ struct ConvSegments
     __device__ __forceinline__ int range(int) const { return range_; }
     __device__ __forceinline__ Segment<T> get(int t) const
     {
-        return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * P.cin, P.wLd};
+        if constexpr (sizeof(T) == 1) // packed INT8 weights: [tap][padNc(cout)][input stride]
+            return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * padNc(P.cout), P.wLd};
+        else
+            return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * P.cin, P.wLd};
     }
 };
 
@@ -41,7 +44,10 @@ struct CollectSegments
     __device__ __forceinline__ Segment<T> get(int l) const
     {
         FeatureRef<T> const f = P.f[l];
-        return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc, P.collectRow[l], P.wcLd};
+        if constexpr (sizeof(T) == 1) // packed INT8 collect weights: block l at element collectRow[l], [co][f.stride]
+            return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc + P.collectRow[l], 0, f.stride};
+        else
+            return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc, P.collectRow[l], P.wcLd};
     }
 };
 

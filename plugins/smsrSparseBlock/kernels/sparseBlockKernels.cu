@@ -12,6 +12,8 @@
 #include "layerKernel.cuh"
 #include "neighbourMap.cuh"
 
+#include <algorithm>
+
 namespace smsr
 {
 namespace
@@ -94,6 +96,22 @@ WorkspaceLayout layoutFor(SparseBlockShape const& s, Elem const e)
         L.features[l] = off;
         off += alignUp(pixels * size_t(padded(s.dense[l], s.sparse[l], e.group).stride) * elem);
     }
+    if (e.bytes == 1)
+    {
+        // INT8: K-contiguous packed weights (packWeightsInt8Kernel), always: the layers', then the collect's blocks.
+        int inStride = padded(s.channels, 0, e.group).stride;
+        for (int l = 0; l < kSparseBlockLayers; ++l)
+        {
+            L.weights[l] = off;
+            off += alignUp(size_t(9) * kern::padNc(layerOutChannels(s, l)) * inStride);
+            inStride = padded(s.dense[l], s.sparse[l], e.group).stride;
+        }
+        L.weights[kSparseBlockLayers] = off;
+        for (int l = 0; l < kSparseBlockLayers; ++l)
+            off += size_t(kern::padNc(s.channels)) * padded(s.dense[l], s.sparse[l], e.group).stride;
+        L.total = alignUp(off);
+        return L;
+    }
     for (int l = 0; l <= kSparseBlockLayers; ++l)
     {
         int rows = 0, cols = 0;
@@ -163,7 +181,37 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
     T const* wSrc[kSparseBlockLayers + 1];
     T const* wUse[kSparseBlockLayers + 1];
     int wLd[kSparseBlockLayers + 1];
-    for (int l = 0; l <= kSparseBlockLayers; ++l)
+    int collectOff[kSparseBlockLayers]{}; // INT8: element offset of the collect block of f_l in the packed copy
+    if constexpr (kInt8)
+    {
+        kern::PackParamsInt8 pk{};
+        int row = 0, maxPad = 0;
+        size_t cOff = 0;
+        Padded in = padded(s.channels, 0, elem.group);
+        for (int l = 0; l < kSparseBlockLayers; ++l)
+        {
+            int const cout = layerOutChannels(s, l);
+            Padded const o = padded(s.dense[l], s.sparse[l], elem.group);
+            wUse[l] = reinterpret_cast<T const*>(ws + L.weights[l]);
+            wLd[l] = in.stride;
+            pk.job[l] = kern::PackJobInt8{static_cast<T const*>(t.weights[l]), const_cast<T*>(wUse[l]), 9,
+                layerInChannels(s, l), in.dense, in.padDense, in.stride, cout, kern::padNc(cout), cout, 0};
+            collectOff[l] = int(cOff);
+            pk.job[kSparseBlockLayers + l] = kern::PackJobInt8{static_cast<T const*>(t.collectWeight),
+                reinterpret_cast<T*>(ws + L.weights[kSparseBlockLayers]) + cOff, 1, cout, o.dense, o.padDense,
+                o.stride, s.channels, kern::padNc(s.channels), s.channels, row};
+            cOff += size_t(kern::padNc(s.channels)) * o.stride;
+            row += cout;
+            maxPad = std::max(maxPad, kern::padNc(cout));
+            in = o;
+        }
+        maxPad = std::max(maxPad, kern::padNc(s.channels));
+        wUse[kSparseBlockLayers] = reinterpret_cast<T const*>(ws + L.weights[kSparseBlockLayers]);
+        wLd[kSparseBlockLayers] = 0; // per block: the feature's stride
+        auto pack = &kern::packWeightsInt8Kernel;
+        SIMT_LAUNCH(pack, dim3(unsigned(maxPad), 9, unsigned(kern::kPackJobsInt8)), dim3(128), 0, stream)(pk);
+    }
+    for (int l = 0; l <= kSparseBlockLayers && !kInt8; ++l)
     {
         int rows = 0, cols = 0;
         weightMatrix(s, l, rows, cols);
@@ -213,7 +261,7 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
     {
         Padded const o = padded(s.dense[l], s.sparse[l], elem.group);
         P.f[l] = featureRef<T>(reinterpret_cast<T const*>(ws + L.features[l]), o);
-        P.collectRow[l] = collectRow;
+        P.collectRow[l] = kInt8 ? collectOff[l] : collectRow;
         collectRow += layerOutChannels(s, l);
     }
     P.wc = wUse[kSparseBlockLayers];

@@ -29,6 +29,7 @@ template <>
 struct Tile<__half>
 {
     using Acc = float;
+    using LayoutB = nvcuda::wmma::row_major;
     static constexpr int kChunk = 32;               // K per chunk (2 WMMA k-steps)
     static constexpr int kLdA = 40, kLdB = 72;      // +8 halves: conflict-free fragment loads, 32-byte aligned rows
     static constexpr int kLdC = 68;
@@ -41,6 +42,7 @@ template <>
 struct Tile<float>
 {
     using Acc = float;
+    using LayoutB = nvcuda::wmma::row_major;
     static constexpr int kChunk = 16;               // keeps 2 stages + C within 48 KB
     static constexpr int kLdA = 20, kLdB = 68;
     static constexpr int kLdC = 68;
@@ -49,21 +51,24 @@ struct Tile<float>
     static constexpr int aAt(int row, int k) { return row * kLdA + k; }
     static constexpr int bAt(int k, int col) { return k * kLdB + col; }
 };
-//! INT8: a WMMA s8 fragment pointer must be 32-byte aligned, so a 16-channel k-step can not start 16 bytes into a
-//! row. A and B are stored k-step-major instead: A = 2 matrices (one per 16-channel k-step) of kRows x 16 bytes,
-//! B = 4 matrices (one per 16 output columns) of kChunk x 16 bytes; every fragment is then 256 contiguous bytes
-//! (16 rows x 16 bytes: 8-row phases of 128 bytes, conflict-free) and every 16-byte copy lands on one row.
+//! INT8: the integer tensor cores take both operands K-contiguous (IMMA "TN"; a row-major s8 B fragment compiles to
+//! byte loads), so B is col-major here, copied from the K-contiguous weight copy packWeightsInt8Kernel makes. A
+//! WMMA s8 fragment pointer must be 32-byte aligned, so a 16-channel k-step can not start 16 bytes into a row: A and
+//! B are stored k-step-major, A = 2 matrices (one per 16-channel k-step) of kRows x 16 bytes, B = 2 matrices of
+//! kNc columns x 16 bytes. Every fragment is then 256 contiguous bytes (16 rows x 16 bytes: 8-row phases of 128
+//! bytes, conflict-free LDSM) and every 16-byte copy fills one row (A) or column (B).
 template <>
 struct Tile<signed char>
 {
     using Acc = int;
+    using LayoutB = nvcuda::wmma::col_major;
     static constexpr int kChunk = 32;               // K per chunk (2 WMMA k-steps)
-    static constexpr int kLdA = 16, kLdB = 16;      // bytes per row of one k-step (A) / column-group (B) matrix
+    static constexpr int kLdA = 16, kLdB = 16;      // bytes per row (A) / column (B) of one k-step matrix
     static constexpr int kLdC = 68;
     static constexpr int kLdmA = 16, kLdmB = 16;
     static constexpr int kElemsA = kRows * kChunk, kElemsB = kChunk * kNc;
     static constexpr int aAt(int row, int k) { return (k >> 4) * (kRows * 16) + row * 16 + (k & 15); }
-    static constexpr int bAt(int k, int col) { return (col >> 4) * (kChunk * 16) + k * 16 + (col & 15); }
+    static constexpr int bAt(int k, int col) { return (k >> 4) * (kNc * 16) + col * 16 + (k & 15); }
 };
 
 template <typename T>
@@ -144,6 +149,11 @@ struct TileLoader
         }
     }
 
+    //! INT8 B copies: thread = (output column tid / 2, 16-channel group tid % 2) of the chunk, one copy each.
+    static constexpr bool kKMajorB = sizeof(T) == 1;
+    __device__ __forceinline__ static int bColK() { return threadIdx.x >> 1; }
+    __device__ __forceinline__ static int bSlotK() { return (threadIdx.x & 1) * 16; }
+
     __device__ __forceinline__ void begin(Segment<T> const& s, int co0)
     {
         segOk = 0;
@@ -159,7 +169,10 @@ struct TileLoader
 #endif
             segOk |= (in | act << 1) << (2 * i);
         }
-        bCol0 = s.w + (ptrdiff_t(s.wRow0) * s.ldw + co0 + bCol());
+        if constexpr (kKMajorB) // K-contiguous rows, one per output channel (zero rows up to a multiple of kNc)
+            bCol0 = s.w + (ptrdiff_t(s.wRow0 + co0 + bColK()) * s.ldw + bSlotK());
+        else
+            bCol0 = s.w + (ptrdiff_t(s.wRow0) * s.ldw + co0 + bCol());
         bColLeft = s.ldw - (co0 + bCol()); // columns from this thread's first one (zeros past the output channels)
         range = s.range;
         padDense = s.f.padDense;
@@ -191,6 +204,18 @@ struct TileLoader
 #endif
             }
         }
+        if constexpr (kKMajorB)
+        {
+            // INT8: the packed weights are already in the padded channel order (zeros at the pads).
+            static_assert(L::kChunk * kNc / 16 == kThreads, "one B copy per thread");
+#if defined(SMSR_ASYNC_COPY)
+            copy16Async(sB + L::C::bAt(bSlotK(), bColK()), bCol0 + c0, c0 + bSlotK() < range);
+#else
+            stB[0] = load16(bCol0 + c0, c0 + bSlotK() < range);
+#endif
+            copyCommit();
+            return;
+        }
         // B row k = padded channel c0 + k -> natural row (dense: same index; sparse: minus the dense padding).
         // Weight rows are 16-byte aligned with zeros past the output channels (padded copy when Cout % 8 != 0).
         SMSR_UNROLL
@@ -219,9 +244,12 @@ struct TileLoader
             SMSR_UNROLL
             for (int c = 0; c < L::kCopiesPerVec; ++c)
                 *reinterpret_cast<uint4*>(sA + L::C::aAt(row(i), slot() * L::kG + c * L::kV)) = stA[i][c];
-        SMSR_UNROLL
-        for (int j = 0; j < L::kBCopies; ++j)
-            *reinterpret_cast<uint4*>(sB + L::C::bAt(bRow(j), bCol())) = stB[j];
+        if constexpr (kKMajorB)
+            *reinterpret_cast<uint4*>(sB + L::C::bAt(bSlotK(), bColK())) = stB[0];
+        else
+            SMSR_UNROLL
+            for (int j = 0; j < L::kBCopies; ++j)
+                *reinterpret_cast<uint4*>(sB + L::C::bAt(bRow(j), bCol())) = stB[j];
 #else
         (void) sA;
         (void) sB;

@@ -40,7 +40,7 @@ struct MmaWmma
     __device__ __forceinline__ void kStep(T const* sA, T const* sB, int k, int r0, int c0, bool col1)
     {
         nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, T, nvcuda::wmma::row_major> a[kM];
-        nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, T, nvcuda::wmma::row_major> b[2];
+        nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, T, typename L::C::LayoutB> b[2];
         SMSR_UNROLL
         for (int i = 0; i < kM; ++i)
             nvcuda::wmma::load_matrix_sync(a[i], sA + L::C::aAt(r0 + 16 * i, k), L::C::kLdmA);
