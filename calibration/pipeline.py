@@ -134,7 +134,9 @@ def make_int8_graphs(reference_fp32: str | Path, deploy_fp32: str | Path | None,
                                     Path(eval_data), scale, threads)
         log(f"  PSNR_Y fp32 {accuracy['fp32']['psnr_y']:.3f} dB, int8 {accuracy['int8']['psnr_y']:.3f} dB "
             f"({accuracy['delta_psnr_y']:+.3f} dB)"
-            + (f", deploy int8 {accuracy['deploy_int8']['psnr_y']:.3f} dB" if "deploy_int8" in accuracy else ""))
+            + (f", deploy int8 {accuracy['deploy_int8']['psnr_y']:.3f} dB" if "deploy_int8" in accuracy else "")
+            + (f", deploy int8 as standard ops {accuracy['deploy_int8_standard_ops']['psnr_y']:.3f} dB"
+               if "deploy_int8_standard_ops" in accuracy else ""))
         for note in accuracy["notes"]:
             log(f"  note: {note}")
     calibration = {"folder": str(calib_dir), "mode": config.mode, "images": len(files),

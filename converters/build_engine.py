@@ -5,8 +5,9 @@
     python converters/build_engine.py --onnx smsr_x2_reference.onnx --precision fp16 --reference --builder tensorrt-rtx
 
 Steps: (1) ONNX: export the reference graph (standard ops) and the deploy graph (SMSRSparseBlock nodes), FP32 and
-FP16, and, with --calib-data, the INT8 Q/DQ graphs with a calibration report; every graph is checked (ONNX checker +
-shape inference). (2) Engine (skipped with --onnx-only): build the deploy graph (or with --reference the dense
+FP16, and, with --calib-data, the INT8 Q/DQ graphs with a calibration report (the INT8 deploy graph's
+SMSRSparseBlock nodes are the op's INT8 variant unless --int8-blocks float); every graph is checked (ONNX checker +
+shape inference, INT8 nodes against the op contract). (2) Engine (skipped with --onnx-only): build the deploy graph (or with --reference the dense
 reference graph, the baseline) at --precision with TensorRT (Jetson/servers) or TensorRT-RTX (RTX PCs; builds on a
 CPU too). Networks are strongly typed: the precision is the ONNX graph's. Next to the engine: <engine>.json, the
 manifest the runtime checks before loading (engine/manifest.py).

@@ -243,3 +243,29 @@ def test_int8_deploy_graph_runs_bit_exact_and_close_to_fp32(int8_graphs, onnx_gr
     p32, p8 = _psnr_y(fp32["sr"], hr), _psnr_y(outs["sr"], hr)
     assert p8 >= p32 - 0.5, (p8, p32)
     assert p8 <= p32 + 0.2, (p8, p32)  # INT8 cannot beat FP32 by much: sanity
+
+
+def test_keep_one_block_float(int8_graphs, onnx_graphs):
+    """--int8-keep-float REGEX on an SMSRSparseBlock node name: that block stays the float op, the rest go INT8."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    from calibration.int8_graph import convert_blocks
+    ranges = TensorsData(CalibrationMethod.MinMax, {
+        k: TensorData(lowest=np.float32(v["min"]), highest=np.float32(v["max"]))
+        for k, v in int8_graphs["float"].report["ranges"].items()})
+    model = onnx.load(str(int8_graphs["float"].deploy))
+    done = convert_blocks(model, onnx.load(str(onnx_graphs["reference"])), ranges,
+                          keep_float=(r"^/body\.4/body/",))
+    assert [b.node for b in done] == [f"/body.{i}/body/SMSRSparseBlock" for i in range(4)]
+    assert int8_block_names(model) == [b.node for b in done]
+    validate_qdq(model)  # the float block keeps its float weights and DequantizeLinear input
+    last = [n for n in model.graph.node if n.op_type == "SMSRSparseBlock"][-1]
+    assert not is_int8_block(last) and last.input[2] in {i.name for i in model.graph.initializer}
+
+
+def test_build_engine_int8_blocks_option():
+    from converters.build_engine import parse_args
+    base = ["--weights", "w.pt", "--scale", "2", "--precision", "int8", "--out-dir", "o"]
+    assert parse_args(base).int8_blocks == "int8"
+    assert parse_args(base + ["--int8-blocks", "float"]).int8_blocks == "float"
