@@ -84,7 +84,7 @@ def feature_maxima(x, mask, ws, dense):
     with torch.no_grad():
         for w, d in zip(ws, dense):
             w = torch.from_numpy(w)
-            z = F.conv2d(fea[:, :d_in], w[:, :d_in], padding=1)
+            z = F.conv2d(fea[:, :d_in], w[:, :d_in], padding=1) if d_in else 0
             if d_in < w.shape[1]:
                 z = z + m * F.conv2d(fea[:, d_in:], w[:, d_in:], padding=1)
             z[:, d:] *= m
@@ -135,13 +135,14 @@ class _Reader:
         return self.feeds.pop() if self.feeds else None
 
 
-def ort_int8_model(blk, h, w, workdir: pathlib.Path):
+def ort_int8_model(blk, h, w, workdir: pathlib.Path, op_types=("Conv",)):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     src, dst = workdir / "ref_fp32.onnx", workdir / "ref_int8.onnx"
     src.write_bytes(ref_model(blk["dense"], blk["sparse"], blk["ws"], blk["wc"], blk["bc"], h, w))
     quantize_static(str(src), str(dst), _Reader({"x": blk["x"], "mask": blk["mask"]}),
-                    quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
+                    quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types) if op_types else None,
+                    per_channel=True,
                     reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
