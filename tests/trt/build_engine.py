@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     creator = registry.get_creator("SMSRSparseBlock", "2", "")
     report["creator_found"] = creator is not None
     if handle is None or creator is None:
-        report["error"] = "plugin library did not register SMSRSparseBlock version 1"
+        report["error"] = "plugin library did not register SMSRSparseBlock version 2"
         return finish(2)
 
     builder = trt.Builder(cap.logger)

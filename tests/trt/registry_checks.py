@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     handle = registry.load_library(lib_path)
     check("load_library returns a handle", handle is not None)
     creator = registry.get_creator("SMSRSparseBlock", "2", "")
-    check("creator SMSRSparseBlock/1 registered", creator is not None)
+    check("creator SMSRSparseBlock/2 registered", creator is not None)
     if creator is None:
         Path(args.report).write_text(json.dumps(results, indent=1))
         return 1
