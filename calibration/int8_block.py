@@ -62,12 +62,13 @@ def fold_collect_weights(wc: np.ndarray, feature_scales, out_channels: list[int]
     return np.asarray(wc, np.float64) * per_row.reshape(1, 1, -1, 1)
 
 
-def _conv3x3(a: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """a: N x H x W x Cin integer codes, w: 3 x 3 x Cin x Cout codes -> exact int64 sums (zero padding)."""
+def _conv3x3(a: np.ndarray, w: np.ndarray, dtype=np.int64) -> np.ndarray:
+    """a: N x H x W x Cin integer codes, w: 3 x 3 x Cin x Cout codes -> exact int64 sums (zero padding);
+    dtype float64 for the float op."""
     n, h, wd, _ = a.shape
-    pad = np.pad(a.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)))
-    acc = np.zeros((n, h, wd, w.shape[3]), np.int64)
-    w64 = w.astype(np.int64)
+    pad = np.pad(a.astype(dtype), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    acc = np.zeros((n, h, wd, w.shape[3]), dtype)
+    w64 = w.astype(dtype)
     for ky in range(3):
         for kx in range(3):
             acc += pad[:, ky:ky + h, kx:kx + wd, :] @ w64[ky, kx]
@@ -100,3 +101,24 @@ def sparse_block_int8(x: np.ndarray, mask: np.ndarray, weights: list[np.ndarray]
     y = acc_c.astype(np.float32) * np.asarray(scales.collect_scales, np.float32)
     y = y + np.asarray(bc).astype(np.float32)
     return np.transpose(y, (0, 3, 1, 2)).astype(out_dtype), feats
+
+
+def sparse_block_float(x: np.ndarray, mask: np.ndarray, weights: list[np.ndarray], wc: np.ndarray, bc: np.ndarray,
+                       dense: list[int], sparse: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The float op (same layout and masking as sparse_block_int8) in float64: what the INT8 block approximates.
+    Returns (y NCHW, ReLU features NHWC)."""
+    m = (np.asarray(mask, np.float32)[:, 0] != 0).astype(np.float64)[..., None]
+    a = np.transpose(np.asarray(x, np.float64), (0, 2, 3, 1))
+    d_in = a.shape[-1]
+    feats = []
+    for l, w in enumerate(weights):
+        w = np.asarray(w, np.float64)
+        acc = _conv3x3(a[..., :d_in], w[:, :, :d_in], np.float64)
+        if d_in < w.shape[2]:
+            acc += m * _conv3x3(a[..., d_in:], w[:, :, d_in:], np.float64)
+        acc[..., dense[l]:] *= m
+        a = np.maximum(acc, 0)
+        feats.append(a)
+        d_in = dense[l]
+    y = np.concatenate(feats, -1) @ np.asarray(wc, np.float64).reshape(-1, wc.shape[-1]) + np.asarray(bc, np.float64)
+    return np.transpose(y, (0, 3, 1, 2)), feats

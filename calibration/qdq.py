@@ -12,13 +12,12 @@ What we add by hand (the library lacks it):
 - deploy_ranges: one calibration (on the reference graph, which ONNX Runtime runs without our custom-op library)
   serves the deploy graph too: tensors the two graphs share keep their names, and the SMSRSparseBlock output gets
   the range of the reference graph's tensor at the same place (the collect conv output).
-- the custom op itself stays float: its inputs come out of DequantizeLinear nodes (or are float weights), its
-  output is a float tensor. The plugin and the CPU op speak float32/float16 only (op contract), and INT8 inside
-  the sparse block needs INT8 kernels first. So INT8 covers the head, collect, tail, channel attention and (in
-  the reference graph) the dense-masked SMB convs; in the deploy graph the SMBs run in float.
-  Should its weight inputs ever get Q/DQ: their output channels are the LAST axis (op layout, plugin_version 2:
-  w_l 3 x 3 x Cin x Cout, wc 1 x 1 x K x C), so per-channel scales need axis 3, not Conv's 0; validate_qdq
-  rejects anything else.
+- the custom op: quantize_graph leaves it float (inputs out of DequantizeLinear nodes, float weights);
+  int8_graph.convert_blocks then turns each node into the INT8 variant of the op contract (int8 x from a
+  QuantizeLinear node, int8 weights, scales as attributes), which calibration.pipeline does by default
+  (int8_blocks="float" keeps the float op). Weights of a float op that ever get Q/DQ: their output channels are
+  the LAST axis (op layout, plugin_version 2: w_l 3 x 3 x Cin x Cout, wc 1 x 1 x K x C), so per-channel scales
+  need axis 3, not Conv's 0; validate_qdq rejects anything else.
 """
 from __future__ import annotations
 
@@ -34,6 +33,8 @@ import onnx
 from onnx import numpy_helper
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+from .int8_graph import validate_int8_blocks
 
 QUANT_OP_TYPES = ("Conv", "ConvTranspose")
 CUSTOM_OP_TYPE = "SMSRSparseBlock"
@@ -55,6 +56,7 @@ class QuantizeResult:
     quantized_nodes: list[str]
     excluded_nodes: list[str] = field(default_factory=list)
     float_custom_nodes: list[str] = field(default_factory=list)
+    int8_custom_nodes: list[str] = field(default_factory=list)
 
 
 def constants_to_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -133,7 +135,10 @@ def quantize_graph(model_in: str | Path | onnx.ModelProto, model_out: str | Path
                 calibration_cache_path=str(cache),
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
     out = onnx.load(str(model_out))
+    custom = [n.name for n in out.graph.node if n.op_type == CUSTOM_OP_TYPE]
     meta.update({"smsr.precision": "int8", "smsr.int8.quantized_nodes": str(len(quant))})
+    if custom:  # until int8_graph.convert_blocks makes them INT8
+        meta.update({"smsr.int8.blocks": "float", "smsr.int8.float_blocks": ",".join(custom)})
     del out.metadata_props[:]
     for k, v in meta.items():
         e = out.metadata_props.add()
@@ -141,7 +146,6 @@ def quantize_graph(model_in: str | Path | onnx.ModelProto, model_out: str | Path
     out.doc_string = (proto.doc_string or "SMSR").replace("(fp32)", "(int8 Q/DQ)")
     validate_qdq(out)
     onnx.save(out, str(model_out))
-    custom = [n.name for n in out.graph.node if n.domain not in ("", "ai.onnx")]
     return QuantizeResult(model_out, quant, excl, custom)
 
 
@@ -156,7 +160,8 @@ class _QuietLogging:
 
 def validate_qdq(proto: onnx.ModelProto) -> None:
     """ONNX checker + shape inference, and the Q/DQ rules TensorRT needs: INT8, zero point 0, per-channel
-    axis 0 for Conv weights, axis 3 for SMSRSparseBlock weights. Raises ValueError naming the first violation."""
+    axis 0 for Conv weights, axis 3 for SMSRSparseBlock weights, and every INT8 SMSRSparseBlock node against the
+    op contract (int8_graph.validate_int8_blocks). Raises ValueError naming the first violation."""
     onnx.checker.check_model(proto, full_check=False)
     onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     inits = {i.name: i for i in proto.graph.initializer}
@@ -173,6 +178,7 @@ def validate_qdq(proto: onnx.ModelProto) -> None:
         if scale is None or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise ValueError(f"{node.name}: scale must be a positive finite constant")
     _check_custom_op_weight_axes(proto, inits)
+    validate_int8_blocks(proto)
 
 
 def _check_custom_op_weight_axes(proto: onnx.ModelProto, inits) -> None:

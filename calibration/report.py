@@ -23,8 +23,18 @@ def ranges_table(ranges: TensorsData) -> dict[str, dict[str, float]]:
     return table
 
 
+CUSTOM_OP_SCHEMES = {
+    "int8": "SMSRSparseBlock runs INT8 inside the INT8 deploy graph (int8 x from a QuantizeLinear node, int8 "
+            "per-channel weights, INT32 sums, requantized ReLU features, float output)",
+    "float": "SMSRSparseBlock stays float (FP32) inside the INT8 deploy graph",
+}
+
+
 def build_report(*, scale: int, ranges: TensorsData, calibration: dict, graphs: dict, accuracy: dict | None,
-                 percentile: float | None, exclude: tuple[str, ...] = DEFAULT_EXCLUDE) -> dict:
+                 percentile: float | None, exclude: tuple[str, ...] = DEFAULT_EXCLUDE, int8_blocks: str = "float",
+                 block_scales: list[dict] | None = None) -> dict:
+    """`int8_blocks`: "int8" or "float" (the deploy graph's SMSRSparseBlock variant); `block_scales`: per INT8
+    node, its x_scale and feature_scales."""
     return {
         "scale": scale,
         "method": method_name(ranges),
@@ -33,8 +43,9 @@ def build_report(*, scale: int, ranges: TensorsData, calibration: dict, graphs: 
         "scheme": {"activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel (axis 0)",
                    "bias": "float (not quantized)", "format": "QDQ (QuantizeLinear/DequantizeLinear)",
                    "exclude_patterns": list(exclude),
-                   "custom_op": "SMSRSparseBlock stays float (FP32) inside the INT8 deploy graph"},
+                   "custom_op": CUSTOM_OP_SCHEMES[int8_blocks], "int8_blocks": int8_blocks},
         "graphs": graphs,
+        "int8_block_scales": block_scales or [],
         "accuracy": accuracy,
         "ranges": ranges_table(ranges),
     }
@@ -60,7 +71,7 @@ def to_markdown(r: dict) -> str:
     if acc and acc.get("int8"):
         lines += ["## Accuracy (PSNR_Y / SSIM_Y, ONNX Runtime CPU)", "", "| graph | PSNR_Y | SSIM_Y | mask density |",
                   "|---|---|---|---|"]
-        for key in ("fp32", "int8", "deploy_int8"):
+        for key in ("fp32", "int8", "deploy_int8", "deploy_int8_standard_ops"):
             s = acc.get(key)
             if s:
                 dens = "-" if s.get("mask_density") is None else f"{100 * s['mask_density']:.1f} %"
@@ -73,10 +84,18 @@ def to_markdown(r: dict) -> str:
     lines += ["## Quantized layers", ""]
     for kind, g in r["graphs"].items():
         lines.append(f"- **{kind}** ({g['path']}): {len(g['quantized_nodes'])} INT8 nodes, "
-                     f"{len(g['excluded_nodes'])} kept float, custom float nodes: {len(g['float_custom_nodes'])}")
+                     f"{len(g['excluded_nodes'])} kept float, SMSRSparseBlock nodes INT8: "
+                     f"{len(g.get('int8_custom_nodes', []))}, float: {len(g['float_custom_nodes'])}")
     for kind, g in r["graphs"].items():
         lines += ["", f"### {kind}: INT8", ""] + [f"- {n}" for n in g["quantized_nodes"]]
+        lines += [f"- {n} (INT8 SMSRSparseBlock)" for n in g.get("int8_custom_nodes", [])]
         lines += ["", f"### {kind}: kept float", ""] + [f"- {n}" for n in g["excluded_nodes"] + g["float_custom_nodes"]]
+    if r.get("int8_block_scales"):
+        lines += ["", "## INT8 SMSRSparseBlock scales", "", "| node | x_scale | feature_scales | x Q node |",
+                  "|---|---|---|---|"]
+        for b in r["int8_block_scales"]:
+            lines.append(f"| {b['node']} | {b['x_scale']:.4g} | {', '.join(f'{v:.4g}' for v in b['feature_scales'])}"
+                         f" | {'added' if b['new_quantize_node'] else 'shared'} |")
     lines += ["", "## Activation ranges", "", "| tensor | min | max | scale |", "|---|---|---|---|"]
     for name, v in r["ranges"].items():
         lines.append(f"| {name} | {v['min']:.4g} | {v['max']:.4g} | {v['scale']:.4g} |")

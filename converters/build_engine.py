@@ -5,8 +5,9 @@
     python converters/build_engine.py --onnx smsr_x2_reference.onnx --precision fp16 --reference --builder tensorrt-rtx
 
 Steps: (1) ONNX: export the reference graph (standard ops) and the deploy graph (SMSRSparseBlock nodes), FP32 and
-FP16, and, with --calib-data, the INT8 Q/DQ graphs with a calibration report; every graph is checked (ONNX checker +
-shape inference). (2) Engine (skipped with --onnx-only): build the deploy graph (or with --reference the dense
+FP16, and, with --calib-data, the INT8 Q/DQ graphs with a calibration report (the INT8 deploy graph's
+SMSRSparseBlock nodes are the op's INT8 variant unless --int8-blocks float); every graph is checked (ONNX checker +
+shape inference, INT8 nodes against the op contract). (2) Engine (skipped with --onnx-only): build the deploy graph (or with --reference the dense
 reference graph, the baseline) at --precision with TensorRT (Jetson/servers) or TensorRT-RTX (RTX PCs; builds on a
 CPU too). Networks are strongly typed: the precision is the ONNX graph's. Next to the engine: <engine>.json, the
 manifest the runtime checks before loading (engine/manifest.py).
@@ -108,6 +109,10 @@ def parse_args(argv: list[str] | None, prog: str = "python converters/build_engi
     c.add_argument("--int8-keep-float", nargs="+", default=[], metavar="REGEX",
                    help="node-name regexes kept in float besides the defaults (mean shift, mask branch, tail); "
                         "see python -m calibration.layerwise")
+    c.add_argument("--int8-blocks", choices=("int8", "float"), default="int8",
+                   help="SMSRSparseBlock nodes of the INT8 deploy graph: int8 (default: INT8 inside the op, int8 "
+                        "input from a QuantizeLinear, int8 weights) or float (the float op between "
+                        "DequantizeLinear outputs, as before)")
     c.add_argument("--threads", type=int, default=None, help="CPU threads for calibration/evaluation")
     return ap.parse_args(argv)
 
@@ -199,7 +204,7 @@ def _add_int8(args: argparse.Namespace, onnx_set: OnnxSet) -> None:
         eval_data = Path(args.eval_data)
     art = make_int8_graphs(onnx_set.graphs["reference"], onnx_set.graphs.get("deploy"), args.calib_data,
                            args.out_dir, onnx_set.scale, args.calib_method, config, args.calib_percentile,
-                           eval_data, args.threads, log, tuple(args.int8_keep_float))
+                           eval_data, args.threads, log, tuple(args.int8_keep_float), args.int8_blocks)
     onnx_set.graphs["reference_int8"] = art.reference
     if art.deploy is not None:
         onnx_set.graphs["deploy_int8"] = art.deploy
@@ -289,6 +294,7 @@ def build_engine_step(args: argparse.Namespace, onnx_set: OnnxSet, adapter=None)
                "builder_optimization_level": args.opt_level, "workspace_bytes": args.workspace_mb << 20,
                "timing_cache": str(cache) if cache else None,
                "plugin_cuda_archs": result.plugin_cuda_archs,
+               "plugin_layer_types": result.plugin_layer_types,  # INT8 deploy: builder layer information
                "calibration_report": str(onnx_set.calibration_report) if onnx_set.calibration_report else None})
     manifest_path = manifest.save(manifest_path_for(engine_path))
     log(f"engine: {engine_path} ({len(result.engine) / 1e6:.2f} MB, built in {result.seconds:.1f} s)")

@@ -26,7 +26,8 @@ BLOCK_TRT = "import sys; sys.modules['tensorrt'] = None; sys.modules['tensorrt_r
 
 def run_build(args, pre: str = "", timeout: int = 300) -> subprocess.CompletedProcess:
     code = f"import sys; {pre}from converters.build_engine import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # The repository first; an existing PYTHONPATH (e.g. a sitecustomize folder) stays behind it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -328,14 +329,64 @@ def test_rtx_deploy_engines_with_plugin(onnx_graphs, set5_dir, plugin_library, t
     art = make_int8_graphs(onnx_graphs["reference"], onnx_graphs["deploy"], set5_dir / "LR_bicubic" / "X2", tmp_path,
                            2, "max", CalibrationConfig(mode="patches", max_images=2, patch_size=32),
                            log=lambda m: None)
+    blocks = [n.name for n in onnx.load(str(art.deploy), load_external_data=False).graph.node
+              if n.op_type == "SMSRSparseBlock"]
+    assert len(blocks) == 5
     for precision, src in (("fp16", onnx_graphs["deploy_fp16"]), ("int8", art.deploy)):
-        engine, manifest, _ = _build_and_load(["--onnx", src, "--precision", precision,
-                                               "--plugin", plugin_library], tmp_path)
+        engine, manifest, res = _build_and_load(["--onnx", src, "--precision", precision,
+                                                 "--plugin", plugin_library], tmp_path)
         assert engine.name.startswith(f"smsr_x2_deploy_{precision}_trtrtx")
         assert engine.read_bytes()[:4] == b"vtrt"
         assert manifest.graph == "deploy" and manifest.precision == precision
         assert manifest.plugin_library == {"path": str(plugin_library.resolve()), "sha256": sha256(plugin_library)}
         assert manifest.onnx_sha256 == sha256(src)
+        types = manifest.extra["plugin_layer_types"]
+        if precision == "fp16":
+            assert types is None  # checked for INT8 deploy graphs only
+            continue
+        # Every plugin layer of the INT8 deploy graph, per the builder's own layer information: INT8 x and weights.
+        assert sorted(types) == sorted(blocks), types
+        for node, t in types.items():
+            assert t["x"] == "Int8" and t["weights"] == ["Int8"] * 5, (node, t)
+            assert t["mask"] == t["bc"] == t["y"] == "Float", (node, t)
+        assert "plugin layers with INT8 x and weights (builder layer information): 5 of 5" in res.stdout
+
+
+# --- the builder's layer information (converters/engine_build/layer_info.py), on log text of TensorRT-RTX 1.7's form
+def _layer_line(node: str, x="Int8", weights=("Int8",) * 5, fl="Float", workspace=True) -> str:
+    def t(name, dtype, dims="-1,64,-1,-1"):
+        return (f"{{ Name: {name}, Dimensions: [{dims}], Strides: [-1,-1,-1,1], StrideOrder: [3,2,1,0], "
+                f"Datatype: {dtype}, Format: (Linear) Row major linear format }}")
+    consts = [t(f"w{i}_constant{w}_myl0", w, "3,3,64,64") for i, w in enumerate(weights[:4])]
+    consts += [t(f"wc_constant{weights[4]}_myl0", weights[4], "1,1,256,64"), t(f"bc_constant{fl}_myl0", fl, "64")]
+    outs = [t("y", fl)] + ([t(f"{node}_wksp.1_myl0", "UInt8", "45089024")] if workspace else [])
+    return (f"Name: {node}_myl0_2, LayerType: custom_layer, Inputs: [ {t('xq', x)}, {t('mask', fl, '-1,1,-1,-1')}], "
+            f"Constants: [ {', '.join(consts)}], Outputs: [ {', '.join(outs)}], TacticName: , StreamId: 0, "
+            f"Metadata: [ONNX Layer: {node}]")
+
+
+class _FakeLogger:
+    def __init__(self, *lines):
+        self.messages = [(None, "Parsing node: smb0"), (None, "Layers:\n" + "\n".join(lines))] if lines else []
+
+
+def test_layer_info_check_of_int8_plugin_layers(capsys):
+    from converters.engine_build.builders import BuildError, BuilderAdapter
+    check = BuilderAdapter.check_int8_plugin_layers
+    ok = check(_FakeLogger(_layer_line("a"), _layer_line("b", workspace=False)), ["a", "b"])
+    assert ok["a"] == {"engine_layer": "a_myl0_2", "x": "Int8", "mask": "Float", "weights": ["Int8"] * 5,
+                       "bc": "Float", "y": "Float"} and ok["b"]["y"] == "Float"
+    assert "INT8 x and weights (builder layer information): 2 of 2" in capsys.readouterr().out
+    # A block kept float on purpose (--int8-blocks float) is reported, not refused.
+    mixed = check(_FakeLogger(_layer_line("a"), _layer_line("f", x="Float", weights=("Float",) * 5)), ["a", "f"])
+    assert mixed["f"]["x"] == "Float" and "1 of 2" in capsys.readouterr().out
+    # INT8 x but a float weight, or a half bias with float y: not the INT8 contract.
+    with pytest.raises(BuildError, match=r"a_myl0_2: weight wc_constantFloat_myl0 is Float, not Int8"):
+        check(_FakeLogger(_layer_line("a", weights=("Int8",) * 4 + ("Float",))), ["a"])
+    with pytest.raises(BuildError, match="no plugin layer for b"):
+        check(_FakeLogger(_layer_line("a")), ["a", "b"])
+    assert check(_FakeLogger(), ["a"]) is None  # no layer information logged: said, not guessed
+    assert "not checked" in capsys.readouterr().out
 
 
 # --- builder adapters without a builder (fake module: only the adapters' own decisions are tested) --------------------

@@ -64,12 +64,14 @@ def tensorrt_rtx() -> None:
 def _run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
     # A negative return code is a signal: TensorRT aborted the helper process.
-    assert proc.returncode >= 0, f"{cmd[1]} was killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}"
+    assert proc.returncode >= 0, f"{cmd} was killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}"
     return proc
 
 
 def build_engine(plugin: Path, model: Path, tmp_path: Path, shapes: list[str], engine: bool = True,
-                 load: str = "registry") -> dict:
+                 load: str = "registry", layer_info: bool = False) -> dict:
+    """tests/trt/build_engine.py in a subprocess. layer_info: also the builder's layer information of the plugin
+    layers (profiling verbosity DETAILED) and the plugin's configurePlugin trace (SMSR_PLUGIN_TRACE=1)."""
     report = tmp_path / f"{model.stem}.report.json"
     cmd = [sys.executable, str(TRT_DIR / "build_engine.py"), "--plugin", str(plugin), "--onnx", str(model),
            "--report", str(report), "--load", load]
@@ -77,6 +79,8 @@ def build_engine(plugin: Path, model: Path, tmp_path: Path, shapes: list[str], e
         cmd += ["--shape", s]
     if engine:
         cmd += ["--engine", str(tmp_path / f"{model.stem}.engine")]
+    if layer_info:
+        cmd = ["env", "SMSR_PLUGIN_TRACE=1", *cmd, "--layer-info"]
     proc = _run(cmd)
     assert report.is_file(), f"no report from build_engine.py (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
     result = json.loads(report.read_text())
@@ -141,7 +145,7 @@ def test_enqueue_success_path_on_emulated_kernels(plugin_library):
     """The same plugin sources over the emulated kernel library (libsmsr_trt_plugin_emu.so): configurePlugin on a
     dynamic profile, getWorkspaceSize = the kernel library's, onShapeChange, enqueue with host pointers; y against a
     naive evaluation of the op contract (FP32 and FP16 linear, FP16 kHWC8 channels-last I/O, splits with zero dense
-    channels), plus every host check."""
+    channels), the INT8 mode's y bit for bit against the INT8 contract, plus every host check."""
     build_dir = plugin_library.parent
     lib = build_dir / "libsmsr_trt_plugin_emu.so"
     exe = build_dir / "tests" / "smsr_trt_plugin_emu_host_test"
@@ -153,6 +157,9 @@ def test_enqueue_success_path_on_emulated_kernels(plugin_library):
     runs = [line for line in proc.stdout.splitlines() if "plugin enqueue (emulated kernels)" in line]
     assert len(runs) == 6 and all(line.startswith("ok") for line in runs), proc.stdout
     assert {"FP32", "FP16", "HWC8"} <= {w for line in runs for w in line.split()}
+    # INT8 mode: y bit-exact against the contract (kernels/sparseBlockQuant.h), FP32 and FP16 y.
+    int8_runs = [line for line in proc.stdout.splitlines() if "plugin INT8 enqueue (emulated kernels)" in line]
+    assert len(int8_runs) == 4 and all(line.startswith("ok") and " 0 of " in line for line in int8_runs), proc.stdout
 
 
 def test_host_methods_through_registry(plugin_library, tensorrt_rtx, tmp_path):
@@ -181,6 +188,93 @@ def test_single_block_engine(plugin_library, tensorrt_rtx, tmp_path, dtype):
     assert min(r["engine_field_counts"].values()) >= 1, r["engine_field_counts"]
     engine = (tmp_path / "smb.engine").read_bytes()
     assert struct.pack("<4i", *smb_onnx.BLOCK0_DENSE) in engine and struct.pack("<4i", *smb_onnx.BLOCK0_SPARSE) in engine
+
+
+# ------------------------------------------------------------------------------------------------ INT8 mode
+
+
+def _layer_info_problems(r: dict, node: str) -> list[str]:
+    """What is wrong with the INT8 plugin layer `node` per the builder's layer information (empty: all fine)."""
+    from converters.engine_build.layer_info import LayerInfo, TensorInfo, int8_problems
+
+    info = r.get("engine_plugin_layers", {}).get(node)
+    if info is None:
+        return [f"no layer information for {node}: {sorted(r.get('engine_plugin_layers', {}))}"]
+    layer = LayerInfo(info["name"], info["type"],
+                      *[[TensorInfo(t["name"], t["dtype"], t["format"], t["dims"]) for t in info[k]]
+                        for k in ("inputs", "constants", "outputs")], info["onnx_nodes"])
+    return int8_problems(layer)
+
+
+def _trace_types(line: str) -> dict[str, str]:
+    """'... x=INT8/LINEAR[2x64x128x128] mask=FLOAT/LINEAR[...] ...' -> {'x': 'INT8/LINEAR', ...}."""
+    return {k: v.split("[")[0] for k, v in (w.split("=", 1) for w in line.split() if "=" in w)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
+def test_single_block_int8_engine(plugin_library, tensorrt_rtx, tmp_path, dtype):
+    """x -> QuantizeLinear -> SMSRSparseBlock (INT8 x, INT8 weight initializers, float mask/bc/y) builds, and the
+    builder's own layer information says the plugin layer got INT8 x and weights; the plugin's configurePlugin
+    trace says the same; the engine carries the INT8 fields (getFieldsToSerialize) bit for bit."""
+    model_proto = smb_onnx.make_smb_int8_model(dtype=dtype)
+    model = tmp_path / "smb_int8.onnx"
+    onnx.save(model_proto, model)
+    r = build_engine(plugin_library, model, tmp_path, SMB_SHAPES, layer_info=True)
+    assert r["ok"], f"{r.get('error')}\n{_errors(r)}"
+    assert r["plugin_layers"] == ["smb0"]
+    fl = "HALF" if dtype == np.float16 else "FLOAT"
+    # The network after parsing: x and the five weight tensors INT8, mask / bc / y float.
+    assert r["plugin_layer_input_types"]["smb0"] == [f"DataType.{t}" for t in
+                                                     ["INT8", fl] + ["INT8"] * 5 + [fl, fl]]
+    # The builder's information on the finished engine.
+    assert _layer_info_problems(r, "smb0") == [], r.get("engine_plugin_layers")
+    # What TensorRT handed configurePlugin.
+    assert r["plugin_trace"], "no SMSR_PLUGIN_TRACE line logged"
+    for line in r["plugin_trace"]:
+        t = _trace_types(line)
+        assert "'smb0'" in line and t["x"] == "INT8/LINEAR" and t["mask"] == t["bc"] == t["y"] == f"{fl}/LINEAR", line
+        assert all(t[w] == "INT8/LINEAR" for w in ("w0", "w1", "w2", "w3", "wc")), line
+    engine = (tmp_path / "smb_int8.engine").read_bytes()
+    for name, values in smb_onnx.int8_attrs(model_proto).items():
+        assert struct.pack(f"<{len(values)}f", *values) in engine, name
+
+
+def test_layer_info_check_sees_a_float_block(plugin_library, tensorrt_rtx, tmp_path):
+    """The INT8 check of the layer information fails on a float block (it can fail), and the trace says FLOAT."""
+    model = tmp_path / "smb.onnx"
+    onnx.save(smb_onnx.make_smb_model(), model)
+    r = build_engine(plugin_library, model, tmp_path, SMB_SHAPES, engine=False, layer_info=True)
+    assert r["ok"], f"{r.get('error')}\n{_errors(r)}"
+    problems = _layer_info_problems(r, "smb0")
+    assert any("x (" in p and "is Float, not Int8" in p for p in problems), problems
+    assert any("weight" in p and "not Int8" in p for p in problems), problems
+    assert r["plugin_trace"] and all(_trace_types(l)["x"] == "FLOAT/LINEAR" for l in r["plugin_trace"])
+
+
+MALFORMED_INT8 = {
+    "missing weight_scales": (dict(drop_attrs=("weight_scales",)),
+                              "INT8 scale field(s) 'x_scale', 'feature_scales', 'collect_scales' given without "
+                              "'weight_scales' (256 floats"),
+    "weight_scales one short": (dict(scale_overrides={"weight_scales": [0.01] * 255}),
+                                "field 'weight_scales' must have 256 floats"),
+    "collect_scales not C": (dict(scale_overrides={"collect_scales": [0.01] * 32}),
+                             "field 'collect_scales' has 32 values but x has C = 64 channels"),
+    "zero x_scale": (dict(scale_overrides={"x_scale": 0.0}), "INT8: x_scale must be finite and > 0"),
+    "float x with INT8 fields": (dict(float_x=True), "x has type FLOAT but the node has INT8 scale fields"),
+    "INT8 x without fields": (dict(drop_attrs=smb_onnx.INT8_SCALE_ATTRS),
+                              "x has type INT8 but the node has no INT8 scale fields"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_INT8))
+def test_malformed_int8_node_fails_with_our_message(plugin_library, tensorrt_rtx, tmp_path, case):
+    kwargs, needle = MALFORMED_INT8[case]
+    model = tmp_path / "bad_int8.onnx"
+    onnx.save(smb_onnx.make_smb_int8_model(**kwargs), model)
+    r = build_engine(plugin_library, model, tmp_path, SMB_SHAPES, engine=False)
+    assert not r["ok"] and r["stage"] in ("parse", "build"), r.get("stage")
+    errors = _errors(r)
+    assert needle in errors and "SMSRSparseBlock 'smb0'" in errors, f"expected {needle!r} among:\n{errors}"
 
 
 MALFORMED = {

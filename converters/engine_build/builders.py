@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .gpu import GpuInfo, detect_gpu
+from .layer_info import int8_problems, parse_layers, plugin_layers, summary
 from .plugin_archs import PluginArchError, PluginArchs, read_plugin_archs, refusal_message, uncovered
 from .profile import Profile
 
@@ -64,6 +65,9 @@ class BuildResult:
     timing_cache_saved: bool
     phases: list[str] = field(default_factory=list)
     plugin_cuda_archs: list[str] | None = None  # ["sm_75", ..., "compute_75"]; None: no plugin or no sidecar
+    # INT8 deploy graphs: per plugin layer (ONNX node), the types the builder's layer information gives its inputs
+    # and output; None when not checked (not INT8, no plugin, or the builder logged no layer information).
+    plugin_layer_types: dict[str, dict] | None = None
 
 
 def short_version(version: str) -> str:
@@ -98,6 +102,7 @@ class _Logger:
         class Logger(trt.ILogger):
             def __init__(self):
                 trt.ILogger.__init__(self)
+                self.min_severity = trt.ILogger.Severity.VERBOSE  # the layer information is a VERBOSE message
                 self.messages: list[tuple[object, str]] = []
                 self.no_gpu_messages = 0
 
@@ -190,6 +195,12 @@ class BuilderAdapter:
             errs = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
             raise BuildError(f"{self.name} ONNX parser rejected {onnx_path}: " + "; ".join(errs or logger.errors()))
         config = builder.create_builder_config()
+        # INT8 deploy graph: the builder's layer information (DETAILED) says which types each plugin layer got.
+        check_int8 = options.precision == "int8" and options.plugin_library is not None
+        if check_int8 and hasattr(trt, "ProfilingVerbosity"):
+            config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+        plugin_nodes = [network.get_layer(i).name for i in range(network.num_layers)
+                        if network.get_layer(i).type == trt.LayerType.PLUGIN_V3]
         profile = builder.create_optimization_profile()
         profile.set_shape(INPUT_NAME, options.profile.min, options.profile.opt, options.profile.max)
         config.add_optimization_profile(profile)
@@ -224,6 +235,7 @@ class BuilderAdapter:
                         "or batch)")
             raise BuildError(f"{self.name} failed to build {onnx_path}: "
                              + ("; ".join(errors[-5:]) or "no error message (rerun with --verbose)") + hint)
+        layer_types = self.check_int8_plugin_layers(logger, plugin_nodes) if check_int8 else None
         saved = False
         if options.timing_cache is not None:
             blob = bytes(config.get_timing_cache().serialize())
@@ -233,7 +245,33 @@ class BuilderAdapter:
             saved = True
         return BuildResult(bytes(serialized), seconds, ccs, gpu_name, saved,
                            list(monitor.phases_seen) if monitor else [],
-                           archs.as_list() if archs is not None else None)
+                           archs.as_list() if archs is not None else None, layer_types)
+
+    @staticmethod
+    def check_int8_plugin_layers(logger, plugin_nodes: list[str]) -> dict[str, dict] | None:
+        """Every plugin layer of an INT8 deploy graph must have got INT8 x and weights (the builder's layer
+        information). Blocks kept float on purpose (--int8-blocks float: float x) are reported, not refused."""
+        layers = parse_layers([m for _, m in logger.messages])
+        if not layers:
+            print("  note: the builder logged no layer information: the plugin layers' INT8 inputs are not checked",
+                  flush=True)
+            return None
+        found = plugin_layers(layers, plugin_nodes)
+        missing = [n for n in plugin_nodes if n not in found]
+        if missing:
+            raise BuildError(f"the builder's layer information has no plugin layer for {', '.join(missing)}")
+        out, bad = {}, []
+        for node in plugin_nodes:
+            info = summary(found[node])
+            if info["x"] == "Int8":
+                bad += int8_problems(found[node])
+            out[node] = info
+        if bad:
+            raise BuildError("INT8 deploy graph: plugin layers did not get the INT8 inputs of the INT8 op contract: "
+                             + "; ".join(bad))
+        n8 = sum(1 for v in out.values() if v["x"] == "Int8")
+        print(f"  plugin layers with INT8 x and weights (builder layer information): {n8} of {len(out)}", flush=True)
+        return out
 
 
 class TensorRTAdapter(BuilderAdapter):

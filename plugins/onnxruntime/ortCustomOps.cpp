@@ -1,5 +1,6 @@
 /*
- * ONNX Runtime adapter of the CPU SMSRSparseBlock op: domain "smsr", float32 and float16 kernels.
+ * ONNX Runtime adapter of the CPU SMSRSparseBlock op: domain "smsr", float32 and float16 kernels, and the INT8
+ * variant (x and weights int8 codes, mask / bc / y float32 or float16; ONNX Runtime picks the kernel by input types).
  *
  * Load with SessionOptions.register_custom_ops_library(path) (engine/ort_ops.py does it). Built against the
  * ONNX Runtime C API headers only (ORT_API_MANUAL_INIT), so it works with any onnxruntime >= 1.21 wheel.
@@ -12,7 +13,10 @@
 
 #include "halfConvert.h"
 #include "sparseBlockCpu.h"
+#include "sparseBlockCpuInt8.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -127,39 +131,84 @@ struct Attributes
     int32_t sparse[smsr::kSparseBlockLayers]{};
 };
 
+std::string nodeWhere(Ort::ConstKernelInfo const& ki, char const* variant)
+{
+    std::string name;
+    try
+    {
+        name = ki.GetNodeName();
+    }
+    catch (...)
+    {
+    }
+    return std::string(kOpName) + variant + " node '" + name + "'";
+}
+
+//! dense_channels / sparse_channels (4 values each, every layer >= 1 output channel).
+Attributes readChannelSplit(OrtApi const& api, OrtKernelInfo const* info, std::string const& where)
+{
+    Attributes a;
+    for (char const* attr : {"dense_channels", "sparse_channels"})
+    {
+        std::vector<int64_t> v = readIntsAttribute(api, info, attr, where);
+        if (v.size() != smsr::kSparseBlockLayers)
+            throw NodeError(where + ": attribute '" + attr + "' has " + std::to_string(v.size())
+                + " values, expected 4 (one per layer)");
+        for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
+        {
+            if (v[l] < 0 || v[l] > 65536)
+                throw NodeError(where + ": attribute '" + attr + "'[" + std::to_string(l) + "] = "
+                    + std::to_string(v[l]) + " is out of range");
+            (attr[0] == 'd' ? a.dense : a.sparse)[l] = int32_t(v[l]);
+        }
+    }
+    for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
+        if (a.dense[l] + a.sparse[l] < 1)
+            throw NodeError(where + ": layer " + std::to_string(l)
+                + " has no output channels (dense_channels + sparse_channels must be >= 1)");
+    return a;
+}
+
+//! The block shape from x's shape N x C x H x W and the channel split.
+smsr::SparseBlockShape shapeFromX(std::vector<int64_t> const& xs, Attributes const& attr, std::string const& where)
+{
+    if (xs.size() != 4)
+        throw NodeError(where + ": input 0 (x) must be 4-D N x C x H x W, got " + shapeString(xs));
+    smsr::SparseBlockShape s;
+    s.batch = int32_t(xs[0]);
+    s.channels = int32_t(xs[1]);
+    s.height = int32_t(xs[2]);
+    s.width = int32_t(xs[3]);
+    for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
+    {
+        s.dense[l] = attr.dense[l];
+        s.sparse[l] = attr.sparse[l];
+    }
+    return s;
+}
+
+//! The work runner on ONNX Runtime's intra-op pool (dynamic scheduling).
+struct OrtRunner final : smsr::cpu::ParallelRunner
+{
+    Ort::KernelContext& ctx;
+    explicit OrtRunner(Ort::KernelContext& c) : ctx(c) {}
+    void run(size_t total, void (*fn)(void*, size_t), void* data) override
+    {
+        if (total == 1)
+            fn(data, 0);
+        else
+            ctx.ParallelFor(fn, total, 0, data);
+    }
+};
+
 template <bool Half>
 struct SparseBlockKernel
 {
     SparseBlockKernel(OrtApi const& api, OrtKernelInfo const* info) : mApi(api)
     {
         Ort::ConstKernelInfo ki(info);
-        std::string name;
-        try
-        {
-            name = ki.GetNodeName();
-        }
-        catch (...)
-        {
-        }
-        mWhere = std::string(kOpName) + " node '" + name + "'";
-        for (char const* attr : {"dense_channels", "sparse_channels"})
-        {
-            std::vector<int64_t> v = readIntsAttribute(api, info, attr, mWhere);
-            if (v.size() != smsr::kSparseBlockLayers)
-                throw NodeError(mWhere + ": attribute '" + attr + "' has " + std::to_string(v.size())
-                    + " values, expected 4 (one per layer)");
-            for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
-            {
-                if (v[l] < 0 || v[l] > 65536)
-                    throw NodeError(mWhere + ": attribute '" + attr + "'[" + std::to_string(l) + "] = "
-                        + std::to_string(v[l]) + " is out of range");
-                (attr[0] == 'd' ? mAttr.dense : mAttr.sparse)[l] = int32_t(v[l]);
-            }
-        }
-        for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
-            if (mAttr.dense[l] + mAttr.sparse[l] < 1)
-                throw NodeError(mWhere + ": layer " + std::to_string(l)
-                    + " has no output channels (dense_channels + sparse_channels must be >= 1)");
+        mWhere = nodeWhere(ki, "");
+        mAttr = readChannelSplit(api, info, mWhere);
         if (ki.GetInputCount() != kNumInputs)
             throw NodeError(mWhere + ": has " + std::to_string(ki.GetInputCount())
                 + " inputs, expected 8 (x, mask, w0, w1, w2, w3, wc, bc)");
@@ -182,22 +231,7 @@ struct SparseBlockKernel
         smsr::cpu::computeDescription(); // loads OpenBLAS now if this CPU needs it: a missing one fails here
     }
 
-    smsr::SparseBlockShape shapeFrom(std::vector<int64_t> const& xs) const
-    {
-        if (xs.size() != 4)
-            throw NodeError(mWhere + ": input 0 (x) must be 4-D N x C x H x W, got " + shapeString(xs));
-        smsr::SparseBlockShape s;
-        s.batch = int32_t(xs[0]);
-        s.channels = int32_t(xs[1]);
-        s.height = int32_t(xs[2]);
-        s.width = int32_t(xs[3]);
-        for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
-        {
-            s.dense[l] = mAttr.dense[l];
-            s.sparse[l] = mAttr.sparse[l];
-        }
-        return s;
-    }
+    smsr::SparseBlockShape shapeFrom(std::vector<int64_t> const& xs) const { return shapeFromX(xs, mAttr, mWhere); }
 
     OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept
     {
@@ -282,18 +316,7 @@ struct SparseBlockKernel
         if (!ws)
             throw std::runtime_error("cannot allocate the " + std::to_string(wsSize >> 20) + " MiB workspace");
 
-        struct OrtRunner final : smsr::cpu::ParallelRunner
-        {
-            Ort::KernelContext& ctx;
-            explicit OrtRunner(Ort::KernelContext& c) : ctx(c) {}
-            void run(size_t total, void (*fn)(void*, size_t), void* data) override
-            {
-                if (total == 1)
-                    fn(data, 0);
-                else
-                    ctx.ParallelFor(fn, total, 0, data); // ONNX Runtime's intra-op pool, dynamic scheduling
-            }
-        } runner(ctx);
+        OrtRunner runner(ctx);
 
         float const* weights[smsr::kSparseBlockLayers] = {w[0], w[1], w[2], w[3]};
         smsr::cpu::sparseBlockForwardEx(s, io,
@@ -340,15 +363,315 @@ struct SparseBlockOp : Ort::CustomOpBase<SparseBlockOp<Half>, SparseBlockKernel<
     ONNXTensorElementDataType GetOutputType(size_t) const { return GetInputType(0); }
 };
 
+// ---- INT8 variant (issue 14): x int8, weights int8 codes, mask / bc / y of type T, scales as attributes -------------
+
+std::string typeName(ONNXTensorElementDataType t)
+{
+    switch (t)
+    {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return "int8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return "uint8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "float64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
+    default: return "ONNX type " + std::to_string(int(t));
+    }
+}
+
+//! A float attribute; a clear message when it is missing or not a float.
+float readFloatAttribute(OrtApi const& api, OrtKernelInfo const* info, char const* name, char const* meaning,
+    std::string const& where)
+{
+    float v = 0.F;
+    if (OrtStatus* st = api.KernelInfoGetAttribute_float(info, name, &v))
+    {
+        api.ReleaseStatus(st);
+        throw NodeError(where + ": missing float attribute '" + name + "' (" + meaning + ")");
+    }
+    return v;
+}
+
+std::vector<float> readFloatsAttribute(OrtApi const& api, OrtKernelInfo const* info, char const* name,
+    std::string const& meaning, std::string const& where)
+{
+    size_t size = 0;
+    if (OrtStatus* st = api.KernelInfoGetAttributeArray_float(info, name, nullptr, &size))
+    {
+        api.ReleaseStatus(st);
+        throw NodeError(where + ": missing floats attribute '" + name + "' (" + meaning + ")");
+    }
+    std::vector<float> v(size);
+    if (size > 0)
+        if (OrtStatus* st = api.KernelInfoGetAttributeArray_float(info, name, v.data(), &size))
+        {
+            std::string msg = api.GetErrorMessage(st);
+            api.ReleaseStatus(st);
+            throw NodeError(where + ": cannot read attribute '" + name + "': " + msg);
+        }
+    return v;
+}
+
+//! "attribute 'name' has n values, expected m (what)" unless the counts agree.
+void checkCount(std::vector<float> const& v, size_t expected, char const* name, std::string const& what,
+    std::string const& where)
+{
+    if (v.size() != expected)
+        throw NodeError(where + ": attribute '" + name + "' has " + std::to_string(v.size()) + " values, expected "
+            + std::to_string(expected) + " (" + what + ")");
+}
+
+std::string floatString(float v)
+{
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", double(v));
+    return buf;
+}
+
+//! The first scale that is not finite and > 0, as "attribute 'name'[i] = v" ("" when all are fine).
+std::string firstBadScale(std::vector<float> const& v, char const* name)
+{
+    for (size_t i = 0; i < v.size(); ++i)
+        if (!(std::isfinite(v[i]) && v[i] > 0.F))
+            return std::string("attribute '") + name + "'[" + std::to_string(i) + "] = " + floatString(v[i]);
+    return "";
+}
+
+template <bool Half>
+struct SparseBlockInt8Kernel
+{
+    SparseBlockInt8Kernel(OrtApi const& api, OrtKernelInfo const* info) : mApi(api)
+    {
+        Ort::ConstKernelInfo ki(info);
+        mWhere = nodeWhere(ki, " (INT8)");
+        mAttr = readChannelSplit(api, info, mWhere);
+        if (ki.GetInputCount() != kNumInputs)
+            throw NodeError(mWhere + ": has " + std::to_string(ki.GetInputCount())
+                + " inputs, expected 8 (x, mask, w0, w1, w2, w3, wc, bc)");
+        mXScale = readFloatAttribute(api, info, "x_scale", "the scale of x's QuantizeLinear node", mWhere);
+        mFeature = readFloatsAttribute(api, info, "feature_scales", "4 floats, the scale of each layer's ReLU output codes",
+            mWhere);
+        checkCount(mFeature, smsr::kSparseBlockLayers, "feature_scales", "one per layer", mWhere);
+        int64_t sumCout = 0;
+        for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
+            sumCout += mAttr.dense[l] + mAttr.sparse[l];
+        mWeight = readFloatsAttribute(api, info, "weight_scales",
+            "sum of D_l+S_l floats: per-output-channel scales of w0..w3", mWhere);
+        checkCount(mWeight, size_t(sumCout), "weight_scales",
+            "sum of dense_channels + sparse_channels: one per output channel of w0..w3", mWhere);
+        mCollect = readFloatsAttribute(api, info, "collect_scales", "C floats: per-output-channel scales of wc", mWhere);
+        // every scale finite and > 0 (the contract's check; the message names the first bad value)
+        smsr::SparseBlockShape s = shapeFromX({1, int64_t(mCollect.size()), 1, 1}, mAttr, mWhere);
+        if (char const* err = smsr::validateSparseBlockInt8Scales(s, scales()))
+        {
+            std::string bad = std::isfinite(mXScale) && mXScale > 0.F ? "" : "attribute 'x_scale' = " + floatString(mXScale);
+            for (auto [v, name] : {std::pair{&mFeature, "feature_scales"}, {&mWeight, "weight_scales"},
+                     {&mCollect, "collect_scales"}})
+                if (bad.empty())
+                    bad = firstBadScale(*v, name);
+            std::string msg = err;
+            std::string const prefix = "SMSRSparseBlock INT8: "; // already said by mWhere
+            if (msg.rfind(prefix, 0) == 0)
+                msg.erase(0, prefix.size());
+            throw NodeError(mWhere + ": " + msg + (bad.empty() ? "" : " (got " + bad + ")"));
+        }
+        try
+        {
+            std::vector<std::vector<int64_t>> shapes;
+            for (size_t i = 0; i < kNumInputs; ++i)
+                shapes.push_back(ki.GetInputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape());
+            smsr::SparseBlockShape xs = shapes[0].empty() ? smsr::SparseBlockShape{} : shapeFromX(shapes[0], mAttr, mWhere);
+            for (size_t i = 2; i <= 6; ++i)
+                checkInt8(i, ki.GetInputTypeInfo(i).GetTensorTypeAndShapeInfo().GetElementType());
+            if (xs.channels > 0)
+            {
+                checkCollectCount(xs);
+                for (size_t i = 1; i < kNumInputs; ++i)
+                    checkShape(xs, i, shapes[i], mWhere, /*partial=*/true);
+            }
+        }
+        catch (Ort::Exception const&)
+        {
+            // type info unavailable: shapes are checked in Compute
+        }
+    }
+
+    smsr::SparseBlockInt8Scales scales() const
+    {
+        smsr::SparseBlockInt8Scales q;
+        q.x = mXScale;
+        size_t off = 0;
+        for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
+        {
+            q.feature[l] = mFeature.size() == smsr::kSparseBlockLayers ? mFeature[l] : 0.F;
+            q.weight[l] = mWeight.data() + off;
+            off += size_t(mAttr.dense[l] + mAttr.sparse[l]);
+        }
+        q.collect = mCollect.data();
+        return q;
+    }
+
+    void checkInt8(size_t i, ONNXTensorElementDataType t) const
+    {
+        if (t != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8)
+            throw NodeError(mWhere + ": input " + std::to_string(i) + " (" + kInputNames[i] + ") has element type "
+                + typeName(t) + ", expected int8 weight codes (x is int8, so this is the INT8 variant of the op, "
+                + "which takes quantized weights)");
+    }
+
+    void checkCollectCount(smsr::SparseBlockShape const& s) const
+    {
+        checkCount(mCollect, size_t(s.channels), "collect_scales", "C = x's channels: one per output channel of wc",
+            mWhere);
+    }
+
+    OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept
+    {
+        try
+        {
+            compute(context);
+            return nullptr;
+        }
+        catch (NodeError const& e)
+        {
+            return mApi.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+        }
+        catch (std::invalid_argument const& e)
+        {
+            return mApi.CreateStatus(ORT_INVALID_ARGUMENT, (mWhere + ": " + e.what()).c_str());
+        }
+        catch (std::exception const& e)
+        {
+            return mApi.CreateStatus(ORT_FAIL, (mWhere + ": " + e.what()).c_str());
+        }
+        catch (...)
+        {
+            return mApi.CreateStatus(ORT_FAIL, (mWhere + ": unknown error").c_str());
+        }
+    }
+
+    void compute(OrtKernelContext* context)
+    {
+        Ort::KernelContext ctx(context);
+        if (ctx.GetInputCount() != kNumInputs)
+            throw NodeError(mWhere + ": got " + std::to_string(ctx.GetInputCount()) + " inputs, expected 8");
+        std::vector<Ort::ConstValue> in;
+        std::vector<std::vector<int64_t>> shapes;
+        for (size_t i = 0; i < kNumInputs; ++i)
+        {
+            in.push_back(ctx.GetInput(i));
+            if (!in.back())
+                throw NodeError(mWhere + ": input " + std::to_string(i) + " (" + kInputNames[i] + ") is missing");
+            shapes.push_back(in.back().GetTensorTypeAndShapeInfo().GetShape());
+        }
+        smsr::SparseBlockShape s = shapeFromX(shapes[0], mAttr, mWhere);
+        for (int64_t d : shapes[0])
+            if (d > INT32_MAX)
+                throw NodeError(mWhere + ": x has a dimension above 2^31-1: " + shapeString(shapes[0]));
+        for (size_t i = 1; i < kNumInputs; ++i)
+            checkShape(s, i, shapes[i], mWhere, /*partial=*/false);
+        checkCollectCount(s);
+        for (size_t i = 2; i <= 6; ++i)
+            checkInt8(i, in[i].GetTensorTypeAndShapeInfo().GetElementType());
+        Ort::UnownedValue out = ctx.GetOutput(0, shapes[0]);
+        if (s.batch == 0 || s.height == 0 || s.width == 0)
+            return;
+        if (char const* err = smsr::validateSparseBlockShape(s))
+            throw NodeError(mWhere + ": " + err);
+
+        int8_t const* w[smsr::kSparseBlockLayers + 1];
+        for (int j = 0; j <= smsr::kSparseBlockLayers; ++j)
+            w[j] = in[2 + j].GetTensorData<int8_t>();
+        std::vector<float> bias(size_t(s.channels));
+        if constexpr (Half)
+            smsr::cpu::halfToFloat(reinterpret_cast<uint16_t const*>(in[7].GetTensorRawData()), bias.data(), bias.size());
+        else
+            std::copy_n(in[7].GetTensorData<float>(), bias.size(), bias.begin());
+
+        size_t const wsSize = smsr::cpu::sparseBlockInt8WorkspaceSize(s);
+        Ort::MemoryInfo memInfo = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+        OrtMemoryInfo const* memInfoPtr = memInfo;
+        OrtAllocator* alloc = ctx.GetAllocator(*memInfoPtr);
+        if (!alloc)
+            throw std::runtime_error("ONNX Runtime returned no CPU allocator");
+        auto releaseAlloc = [this](OrtAllocator* a) { mApi.ReleaseAllocator(a); };
+        std::unique_ptr<OrtAllocator, decltype(releaseAlloc)> allocGuard(alloc, releaseAlloc);
+        auto freeWs = [alloc](void* p) { alloc->Free(alloc, p); };
+        std::unique_ptr<void, decltype(freeWs)> ws(alloc->Alloc(alloc, wsSize), freeWs);
+        if (!ws)
+            throw std::runtime_error("cannot allocate the " + std::to_string(wsSize >> 20) + " MiB workspace");
+        OrtRunner runner(ctx);
+        smsr::cpu::sparseBlockForwardInt8(s, Half ? smsr::cpu::IoType::kFloat16 : smsr::cpu::IoType::kFloat32,
+            in[0].GetTensorData<int8_t>(), in[1].GetTensorRawData(), w, w[4], bias.data(), scales(),
+            out.GetTensorMutableRawData(), runner, ws.get(), wsSize);
+    }
+
+    OrtApi const& mApi;
+    std::string mWhere;
+    Attributes mAttr;
+    float mXScale{0.F};
+    std::vector<float> mFeature, mWeight, mCollect;
+};
+
+//! Input types of the INT8 variant: x and the five weights int8, mask and bc T.
+template <bool Half>
+struct SparseBlockInt8Op
+    : Ort::CustomOpBase<SparseBlockInt8Op<Half>, SparseBlockInt8Kernel<Half>, /*WithStatus=*/true>
+{
+    OrtStatusPtr CreateKernelV2(OrtApi const& api, OrtKernelInfo const* info, void** kernel) const noexcept
+    {
+        try
+        {
+            *kernel = new SparseBlockInt8Kernel<Half>(api, info);
+            return nullptr;
+        }
+        catch (NodeError const& e)
+        {
+            return api.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+        }
+        catch (std::exception const& e)
+        {
+            return api.CreateStatus(ORT_FAIL, (std::string(kOpName) + " (INT8): " + e.what()).c_str());
+        }
+        catch (...)
+        {
+            return api.CreateStatus(ORT_FAIL, "SMSRSparseBlock (INT8): unknown error while creating the kernel");
+        }
+    }
+    char const* GetName() const { return kOpName; }
+    char const* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+    size_t GetInputTypeCount() const { return kNumInputs; }
+    ONNXTensorElementDataType GetInputType(size_t i) const
+    {
+        if (i == 1 || i == 7)
+            return Half ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+        if (i == 0)
+            return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+        // weights: any type here, so that float weights beside an int8 x reach the kernel's clear message
+        // (ONNX Runtime's own is "no kernel def matches node inputs")
+        return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    }
+    size_t GetOutputTypeCount() const { return 1; }
+    ONNXTensorElementDataType GetOutputType(size_t) const
+    {
+        return Half ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    }
+};
+
 struct Registry
 {
     SparseBlockOp<false> opFloat;
     SparseBlockOp<true> opHalf;
+    SparseBlockInt8Op<false> opInt8Float;
+    SparseBlockInt8Op<true> opInt8Half;
     Ort::CustomOpDomain domain{kDomain};
     Registry()
     {
         domain.Add(&opFloat);
         domain.Add(&opHalf);
+        domain.Add(&opInt8Float);
+        domain.Add(&opInt8Half);
     }
 };
 
@@ -381,5 +704,21 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
     catch (std::exception const& e)
     {
         return api->CreateStatus(ORT_FAIL, (std::string("libsmsr_ort_ops: registration failed: ") + e.what()).c_str());
+    }
+}
+
+//! The INT8 inner loops this process uses now ("AVX-512 VNNI" or "plain C++"; SMSR_CPU_PATH=plain forces the
+//! plain ones): lets tests and benchmarks check which path they measured (ctypes).
+extern "C" __attribute__((visibility("default"))) char const* SmsrCpuInt8Path()
+{
+    try
+    {
+        static thread_local std::string desc;
+        desc = smsr::cpu::computeDescriptionInt8();
+        return desc.c_str();
+    }
+    catch (...)
+    {
+        return "unknown";
     }
 }

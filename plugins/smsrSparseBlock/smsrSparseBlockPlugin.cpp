@@ -4,6 +4,7 @@
 #include "pluginLogging.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <new>
 
 namespace smsr
@@ -58,6 +59,46 @@ SparseBlockShape kernelShape(Dims const& x, BlockConfig const& cfg, nvinfer1::Te
     return s;
 }
 
+std::string metadata(BlockConfig const& cfg)
+{
+    std::string s = std::string("dense_channels=") + joinInts(cfg.dense) + " sparse_channels=" + joinInts(cfg.sparse);
+    if (cfg.int8)
+        s += " int8 x_scale=" + std::to_string(cfg.xScale);
+    return s;
+}
+
+//! SMSR_PLUGIN_TRACE=1: one INFO line per configurePlugin with the descriptors TensorRT chose (types, formats,
+//! profile dims), so tests and users can see from the build what the plugin layer really got (e.g. INT8 inputs).
+bool traceEnabled()
+{
+    char const* v = std::getenv("SMSR_PLUGIN_TRACE");
+    return v != nullptr && v[0] != '\0' && std::string(v) != "0";
+}
+
+char const* formatName(nvinfer1::TensorFormat f)
+{
+    switch (f)
+    {
+    case nvinfer1::TensorFormat::kLINEAR: return "LINEAR";
+    case nvinfer1::TensorFormat::kHWC8: return "HWC8";
+    default: return "OTHER";
+    }
+}
+
+std::string traceLine(std::string const& layer, DynamicPluginTensorDesc const* in, DynamicPluginTensorDesc const* out)
+{
+    std::string s = std::string("SMSR_PLUGIN_TRACE configurePlugin '") + layer + "':";
+    for (int32_t i = 0; i <= kNB_INPUTS; ++i)
+    {
+        DynamicPluginTensorDesc const& d = i < kNB_INPUTS ? in[i] : out[0];
+        s += std::string(" ") + (i < kNB_INPUTS ? inputName(i) : "y") + "=" + typeName(d.desc.type) + "/"
+            + formatName(d.desc.format) + dimsString(d.max);
+    }
+    // PluginTensorDesc::scale: TensorRT's implicit-quantization scale (-1 when not set); a strongly typed network
+    // with explicit Q/DQ leaves it unset, which is why the INT8 scales travel as fields.
+    return s + " x_desc_scale=" + std::to_string(in[kIN_X].desc.scale);
+}
+
 bool sameDims(Dims const& a, Dims const& b)
 {
     if (a.nbDims != b.nbDims)
@@ -76,7 +117,7 @@ bool sameDims(Dims const& a, Dims const& b)
 SMSRSparseBlockPlugin::SMSRSparseBlockPlugin(std::string layerName, BlockConfig const& cfg)
     : mLayerName(std::move(layerName))
     , mCfg(cfg)
-    , mMetadata(std::string("dense_channels=") + joinInts(cfg.dense) + " sparse_channels=" + joinInts(cfg.sparse))
+    , mMetadata(metadata(cfg))
 {
     ++gLivePlugins;
 }
@@ -151,13 +192,13 @@ int32_t SMSRSparseBlockPlugin::getOutputDataTypes(
             fail("expects 1 output, got " + std::to_string(nbOutputs));
             return -1;
         }
-        std::string const err = checkInputTypes(inputTypes, nbInputs);
+        std::string const err = checkInputTypes(inputTypes, nbInputs, mCfg);
         if (!err.empty())
         {
             fail(err);
             return -1;
         }
-        outputTypes[0] = inputTypes[kIN_X];
+        outputTypes[0] = floatIoType(inputTypes, mCfg); // x's type; the mask's in INT8 mode
         return 0;
     }
     catch (...)
@@ -224,6 +265,17 @@ bool SMSRSparseBlockPlugin::supportsFormatCombination(
         return false;
     PluginTensorDesc const& d = inOut[pos].desc;
     PluginTensorDesc const& x = inOut[kIN_X].desc;
+    if (mCfg.int8)
+    {
+        // INT8 mode: x and the weight codes INT8, mask / bc / y one float type; everything linear.
+        if (d.format != nvinfer1::TensorFormat::kLINEAR)
+            return false;
+        if (pos == kIN_X || (pos >= kIN_W0 && pos <= kIN_WC))
+            return d.type == nvinfer1::DataType::kINT8;
+        if (pos == kIN_MASK)
+            return d.type == nvinfer1::DataType::kFLOAT || d.type == nvinfer1::DataType::kHALF;
+        return d.type == inOut[kIN_MASK].desc.type; // bc, y
+    }
     if (pos == kIN_X)
     {
         if (d.type == nvinfer1::DataType::kFLOAT)
@@ -259,12 +311,14 @@ int32_t SMSRSparseBlockPlugin::configurePlugin(
             types[i] = in[i].desc.type;
             dims[i] = in[i].desc.dims;
         }
-        std::string err = checkInputTypes(types, nbInputs);
+        if (traceEnabled())
+            logMessage(ILogger::Severity::kINFO, traceLine(mLayerName, in, out).c_str());
+        std::string err = checkInputTypes(types, nbInputs, mCfg);
         if (err.empty())
             err = checkInputDims(dims, nbInputs, mCfg);
-        if (err.empty() && out[0].desc.type != types[kIN_X])
-            err = std::string("output y has type ") + typeName(out[0].desc.type) + " but x has type "
-                + typeName(types[kIN_X]);
+        if (err.empty() && out[0].desc.type != floatIoType(types, mCfg))
+            err = std::string("output y has type ") + typeName(out[0].desc.type) + " but "
+                + (mCfg.int8 ? "mask" : "x") + " has type " + typeName(floatIoType(types, mCfg));
         if (err.empty())
         {
             // The largest shape of the profile must be one the kernels accept.
@@ -272,6 +326,13 @@ int32_t SMSRSparseBlockPlugin::configurePlugin(
             if (!msg.empty())
                 err = msg + " (largest x of the profile: " + dimsString(in[kIN_X].max) + ")";
         }
+        smsr::DataType ioType{};
+        if (err.empty() && mCfg.int8 && toKernelType(in[kIN_MASK].desc.type, ioType)
+            && getSparseBlockInt8WorkspaceSize(makeShape(in[kIN_X].max, mCfg), ioType) == 0)
+            // The INT8 path has limits of its own (planar I/O, the requantization multipliers of every output
+            // channel travel in the kernel parameters): it sizes such a shape 0 and would refuse every enqueue.
+            err = "the kernel library's INT8 path does not support this block (at most 256 output channels per "
+                  "layer and C <= 256; largest x of the profile: " + dimsString(in[kIN_X].max) + ")";
         if (!err.empty())
         {
             fail(err);
@@ -292,7 +353,8 @@ size_t SMSRSparseBlockPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* in
     if (inputs == nullptr || nbInputs != kNB_INPUTS)
         return 0;
     smsr::DataType type{};
-    if (!toKernelType(inputs[kIN_X].desc.type, type))
+    nvinfer1::DataType const ioType = mCfg.int8 ? inputs[kIN_MASK].desc.type : inputs[kIN_X].desc.type;
+    if (!toKernelType(ioType, type))
         return 0;
     // Sized for the largest shape of the profile; enqueue asks again for the actual shape.
     SparseBlockShape const shape = kernelShape(inputs[kIN_X].max, mCfg, inputs[kIN_X].desc.format);
@@ -310,7 +372,7 @@ size_t SMSRSparseBlockPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* in
     {
         return 0;
     }
-    return getSparseBlockWorkspaceSize(shape, type);
+    return mCfg.int8 ? getSparseBlockInt8WorkspaceSize(shape, type) : getSparseBlockWorkspaceSize(shape, type);
 }
 
 std::string SMSRSparseBlockPlugin::checkRuntime(
@@ -324,11 +386,12 @@ std::string SMSRSparseBlockPlugin::checkRuntime(
     {
         types[i] = in[i].type;
         dims[i] = in[i].dims;
-        bool const xHwc8 = i == kIN_X && isChannelsLast(in[i].format);
+        bool const xHwc8 = i == kIN_X && isChannelsLast(in[i].format) && !mCfg.int8;
         if (in[i].format != nvinfer1::TensorFormat::kLINEAR && !xHwc8)
-            return std::string(inputName(i)) + (i == kIN_X ? " must be linear or HWC8" : " is not in linear format");
+            return std::string(inputName(i))
+                + (i == kIN_X && !mCfg.int8 ? " must be linear or HWC8" : " is not in linear format");
     }
-    std::string err = checkInputTypes(types, nbInputs);
+    std::string err = checkInputTypes(types, nbInputs, mCfg);
     if (err.empty())
         err = checkInputDims(dims, nbInputs, mCfg);
     if (!err.empty())
@@ -337,9 +400,10 @@ std::string SMSRSparseBlockPlugin::checkRuntime(
     if (isChannelsLast(fx) && (types[kIN_X] != nvinfer1::DataType::kHALF || dims[kIN_X].d[1] % 8 != 0))
         return "x in HWC8 format needs FP16 and C % 8 == 0, got " + std::string(typeName(types[kIN_X])) + " C="
             + std::to_string(dims[kIN_X].d[1]);
-    if (out[0].type != types[kIN_X] || out[0].format != fx)
-        return std::string("output y must have x's type and format (") + typeName(types[kIN_X])
-            + (isChannelsLast(fx) ? ", HWC8)" : ", linear)");
+    nvinfer1::DataType const ioType = floatIoType(types, mCfg);
+    if (out[0].type != ioType || out[0].format != fx)
+        return std::string("output y must have ") + (mCfg.int8 ? "mask's type and x's format (" : "x's type and format (")
+            + typeName(ioType) + (isChannelsLast(fx) ? ", HWC8)" : ", linear)");
     for (int32_t i = 0; i < 4; ++i)
         if (out[0].dims.nbDims != 4 || out[0].dims.d[i] != dims[kIN_X].d[i])
             return "output y has shape " + dimsString(out[0].dims) + ", expected x's " + dimsString(dims[kIN_X]);
@@ -349,7 +413,8 @@ std::string SMSRSparseBlockPlugin::checkRuntime(
 bool SMSRSparseBlockPlugin::sameAsValidated(PluginTensorDesc const* in, PluginTensorDesc const* out) const noexcept
 {
     return mRun.valid && in[kIN_X].type == mRun.type && in[kIN_X].format == mRun.format
-        && out[0].format == mRun.format && out[0].type == mRun.type && sameDims(in[kIN_X].dims, mRun.x)
+        && out[0].format == mRun.format && out[0].type == mRun.outType && in[kIN_MASK].type == mRun.outType
+        && sameDims(in[kIN_X].dims, mRun.x)
         && sameDims(in[kIN_MASK].dims, mRun.mask) && sameDims(out[0].dims, mRun.y);
 }
 
@@ -370,10 +435,12 @@ int32_t SMSRSparseBlockPlugin::onShapeChange(
         mRun.mask = in[kIN_MASK].dims;
         mRun.y = out[0].dims;
         mRun.type = in[kIN_X].type;
+        mRun.outType = out[0].type; // = x's type in float mode, the mask's in INT8 mode (checkRuntime)
         mRun.format = in[kIN_X].format;
         mRun.shape = kernelShape(in[kIN_X].dims, mCfg, in[kIN_X].format);
-        toKernelType(mRun.type, mRun.kernelType); // checked by checkRuntime
-        mRun.workspace = getSparseBlockWorkspaceSize(mRun.shape, mRun.kernelType);
+        toKernelType(mRun.outType, mRun.kernelType); // checked by checkRuntime
+        mRun.workspace = mCfg.int8 ? getSparseBlockInt8WorkspaceSize(mRun.shape, mRun.kernelType)
+                                   : getSparseBlockWorkspaceSize(mRun.shape, mRun.kernelType);
         mRun.valid = true;
         return 0;
     }
@@ -424,12 +491,16 @@ int32_t SMSRSparseBlockPlugin::enqueue(PluginTensorDesc const* inputDesc, Plugin
         t.y = outputs[0];
         // The workspace TensorRT gives is sized for the profile's largest shape, so it covers this one.
         size_t const wsSize = mRun.workspace;
-        cudaError_t const status = enqueueSparseBlock(shape, type, t, workspace, wsSize, stream);
+        // INT8 mode: the scales were validated once by the creator; int8Scales only points into mCfg.
+        cudaError_t const status = mCfg.int8
+            ? enqueueSparseBlockInt8(shape, type, t, int8Scales(mCfg), workspace, wsSize, stream)
+            : enqueueSparseBlock(shape, type, t, workspace, wsSize, stream);
         if (status != cudaSuccess)
         {
             fail(std::string("kernel library launch failed: ") + cudaGetErrorName(status) + " ("
                 + cudaGetErrorString(status) + ") for x " + dimsString(inputDesc[kIN_X].dims) + " "
-                + typeName(inputDesc[kIN_X].type) + ", workspace " + std::to_string(wsSize) + " bytes");
+                + typeName(inputDesc[kIN_X].type) + (mCfg.int8 ? std::string(" (INT8 mode, y ") + typeName(mRun.outType) + ")" : std::string())
+                + ", workspace " + std::to_string(wsSize) + " bytes");
             return -1;
         }
         return 0;
@@ -465,6 +536,16 @@ PluginFieldCollection const* SMSRSparseBlockPlugin::getFieldsToSerialize() noexc
         mSerialFields.clear();
         mSerialFields.emplace_back(kFIELD_DENSE, mCfg.dense, PluginFieldType::kINT32, kSparseBlockLayers);
         mSerialFields.emplace_back(kFIELD_SPARSE, mCfg.sparse, PluginFieldType::kINT32, kSparseBlockLayers);
+        if (mCfg.int8)
+        {
+            mSerialFields.emplace_back(kFIELD_X_SCALE, &mCfg.xScale, PluginFieldType::kFLOAT32, 1);
+            mSerialFields.emplace_back(
+                kFIELD_FEATURE_SCALES, mCfg.featureScales, PluginFieldType::kFLOAT32, kSparseBlockLayers);
+            mSerialFields.emplace_back(kFIELD_WEIGHT_SCALES, mCfg.weightScales.data(), PluginFieldType::kFLOAT32,
+                static_cast<int32_t>(mCfg.weightScales.size()));
+            mSerialFields.emplace_back(kFIELD_COLLECT_SCALES, mCfg.collectScales.data(), PluginFieldType::kFLOAT32,
+                static_cast<int32_t>(mCfg.collectScales.size()));
+        }
         mSerialFC.nbFields = static_cast<int32_t>(mSerialFields.size());
         mSerialFC.fields = mSerialFields.data();
         return &mSerialFC;
@@ -483,6 +564,12 @@ SMSRSparseBlockPluginCreator::SMSRSparseBlockPluginCreator()
 {
     mFields.emplace_back(kFIELD_DENSE, nullptr, PluginFieldType::kINT32, kSparseBlockLayers);
     mFields.emplace_back(kFIELD_SPARSE, nullptr, PluginFieldType::kINT32, kSparseBlockLayers);
+    // INT8 mode (all four or none). The ONNX parser converts a node's attributes to the types listed here;
+    // length 0 = variable (sum of Cout_l, C).
+    mFields.emplace_back(kFIELD_X_SCALE, nullptr, PluginFieldType::kFLOAT32, 1);
+    mFields.emplace_back(kFIELD_FEATURE_SCALES, nullptr, PluginFieldType::kFLOAT32, kSparseBlockLayers);
+    mFields.emplace_back(kFIELD_WEIGHT_SCALES, nullptr, PluginFieldType::kFLOAT32, 0);
+    mFields.emplace_back(kFIELD_COLLECT_SCALES, nullptr, PluginFieldType::kFLOAT32, 0);
     mFieldNames.nbFields = static_cast<int32_t>(mFields.size());
     mFieldNames.fields = mFields.data();
 }

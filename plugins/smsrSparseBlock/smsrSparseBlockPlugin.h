@@ -2,9 +2,11 @@
  * SMSRSparseBlock TensorRT plugin (IPluginV3, plugin version "2"): a thin adapter over the kernel library
  * (kernels/sparseBlockKernels.h). One plugin layer computes one SMSR sparse mask block.
  *
- * Fields = the ONNX node's attributes: dense_channels (4 ints), sparse_channels (4 ints).
- * Inputs: x N×C×H×W, mask N×1×H×W, w0..w3 (D_l+S_l)×Cin_l×3×3, wc C×ΣCout×1×1, bc C; output y N×C×H×W.
- * Types: linear FP32 or FP16, all I/O one type.
+ * Fields = the ONNX node's attributes: dense_channels (4 ints), sparse_channels (4 ints); INT8 mode adds x_scale,
+ * feature_scales, weight_scales, collect_scales (floats; all four or none).
+ * Inputs: x N×C×H×W, mask N×1×H×W, w0..w3 3×3×Cin_l×(D_l+S_l), wc 1×1×ΣCout×C, bc C; output y N×C×H×W.
+ * Types: float mode linear FP32 or FP16 (x/y FP16 also kHWC8), all I/O one type; INT8 mode x and weights INT8,
+ * mask / bc / y one float type, all linear (PLUGIN.md).
  *
  * Only enqueue touches CUDA: creation, clone, the build-phase methods and serialization run on build
  * machines without a GPU (TensorRT-RTX ahead-of-time builds, CI).
@@ -85,7 +87,8 @@ private:
     {
         bool valid{false};
         nvinfer1::Dims x{}, mask{}, y{};
-        nvinfer1::DataType type{nvinfer1::DataType::kFLOAT};
+        nvinfer1::DataType type{nvinfer1::DataType::kFLOAT};    //!< x's
+        nvinfer1::DataType outType{nvinfer1::DataType::kFLOAT}; //!< y's (= mask's, bc's in INT8 mode)
         nvinfer1::TensorFormat format{nvinfer1::TensorFormat::kLINEAR};
         SparseBlockShape shape{};
         DataType kernelType{DataType::kFLOAT};

@@ -11,6 +11,10 @@ the library has it, NHWC (channels-last) at the largest size; the preferred one 
 4 x (conv3x3 64->64 + ReLU), concat, conv1x1 + bias, FP16, channels-last, cudnn.benchmark, per layer and per block.
 Every sparse output is checked against the op contract evaluated in FP32 (max |err| / max |ref| <= 1e-2) before
 its time counts. Without --lib (kernel library not built) only the dense baseline runs.
+INT8 (issue 14, `int8` rows; tests/gpu/int8_bench.py): the 5 real-mask blocks of --int8-images images (default 1)
+at the largest size through
+enqueueSparseBlockInt8 (y FP16), bit for bit against the INT8 contract on the device, timed against the dense INT8
+block (im2col + torch._int_mm) at the same shape; --no-int8 skips it.
 """
 from __future__ import annotations
 
@@ -98,6 +102,38 @@ def check_sparse(op, ref_fn) -> float:
     return float((y - ref).abs().max() / ref.abs().max().clamp_min(1e-6))
 
 
+def bench_int8(result, images, blocks, model, dev, size, args, timing) -> None:
+    """INT8 rows at the largest size: each image's 5 real-mask blocks (dense INT8 timed once per block index)."""
+    import torch
+
+    import int8_bench
+    import smsr_torch
+    lib = smsr_torch._LIB
+    w, h = size
+    for name in list(images)[: args.int8_images]:
+        for b in range(5):
+            x0, m0 = images[name][b]
+            x, m = tile(x0.to(dev), h, w), tile(m0.to(dev), h, w)
+            blk = blocks[b]
+            row = {"image": name, "block": b, "W": w, "H": h, "mask": "real"}
+            try:
+                with torch.inference_mode():
+                    row.update(int8_bench.bench_row(lib, x, m, [t.float() for t in blk["w"]], blk["wc"].float(),
+                                                    blk["bc"], blk["dense"], blk["sparse"], timing, args.iters,
+                                                    args.warmup, dense_time=name == next(iter(images))))
+            except (RuntimeError, ValueError) as e:
+                row["error"] = str(e).splitlines()[0][:300]
+            result["int8"].append(row)
+            if row.get("dense_int8") and not row["dense_int8"].get("exact_at_full_mask"):
+                result["errors"].append(f"INT8 b{b}: the dense INT8 baseline differs from the contract at a full mask")
+            if not row.get("correct", False):
+                result["errors"].append(f"INT8 {name} b{b} {w}x{h}: "
+                                        f"{row.get('error') or str(row.get('mismatches')) + ' elements differ'}")
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True)
@@ -109,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--cpu", action="store_true", help="smoke test on the CPU with the emulated kernel library")
     ap.add_argument("--max-images", type=int, default=0)
+    ap.add_argument("--no-int8", action="store_true", help="skip the INT8 kernels")
+    ap.add_argument("--int8-images", type=int, default=1, help="images whose 5 blocks run in INT8 (default 1)")
     args = ap.parse_args(argv)
     import torch
     from PIL import Image
@@ -132,7 +170,7 @@ def main(argv=None) -> int:
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     result = {"device": "cpu" if args.cpu else torch.cuda.get_device_name(), "torch": torch.__version__,
               "cudnn": torch.backends.cudnn.version(), "iters": args.iters, "dense": {}, "sparse": [],
-              "kernels": [], "errors": []}
+              "kernels": [], "int8": [], "errors": []}
     first = next(iter(images))
     for w, h in sizes:
         x = tile(images[first][0][0].to(dev), h, w).half().contiguous(memory_format=torch.channels_last)
@@ -195,9 +233,13 @@ def main(argv=None) -> int:
         if dev.type == "cuda":
             torch.cuda.empty_cache()
         Path(args.out).write_text(json.dumps(result, indent=1))  # partial results survive a timeout
+    if lib.supports_int8 and not args.no_int8:
+        bench_int8(result, images, blocks, model, dev, (w_max, h_max), args, timing)
+    elif not args.no_int8:
+        result["errors"].append("kernel library without INT8 entry point: INT8 not benchmarked")
     result["seconds"] = time.time() - t0
     Path(args.out).write_text(json.dumps(result, indent=1))
-    bad = [r for r in result["sparse"] if not r.get("correct", False)]
+    bad = [r for r in result["sparse"] + result["int8"] if not r.get("correct", False)]
     print(f"bench_blocks: {len(result['sparse'])} sparse configurations, {len(bad)} wrong or failed, "
           f"{result['seconds']:.0f} s")
     return 1 if bad else 0

@@ -53,6 +53,15 @@ Hardware constants (state of knowledge, no GPU measured here):
   SM (compute capability 9.0); L2->SM 32 B/clk/SM ASSUMED (~7.7 TB/s); latency L2 300 / DRAM 700 clk ASSUMED;
   launch 2 us.
 - DENSE_EFF = 0.70 of the tensor peak for cuDNN's implicit GEMM (a stated assumption, typical for 64-channel 3x3).
+
+INT8 (`--precision int8`, issue 14): the same decomposition with the INT8 kernels' parameters: tensor rate 2x FP16
+(Orin AGX: 275 sparse / 137.5 dense INT8 TOPS = 2 x the FP16 rate, so 2048 INT8 MAC/clk/SM; H200: 1979 dense INT8
+TOPS = 2 x FP16, mma.sync IMMA ASSUMED at half of it like HMMA), one byte per feature/weight element, channel
+groups padded to 16, IMMA.16816 (2048 MAC, 4 cycles of a sub-core's INT8 tensor pipe on sm_80/87) with the
+instructions per IMMA of the INT8 main loops, one more launch per block (the K-contiguous weight pack). The mask,
+the bias and y stay FP16 (2 bytes). Dense INT8 baseline: the same INT8 implicit GEMM blocks as the FP16 baseline
+(4 conv3x3 + collect, int8 activations, y FP16) at DENSE_EFF of the INT8 peak or DRAM-bound. Model target: INT8
+sparse blocks >= 1.3x faster than dense INT8 blocks at 37 % density on Orin (derived_instr_per_mma_limit("int8")).
 """
 from __future__ import annotations
 
@@ -84,6 +93,21 @@ MEASURED_DENSITY = {
 }
 SET5_PIXELS = {"baby": 256 * 256, "bird": 144 * 144, "butterfly": 128 * 128, "head": 140 * 140, "woman": 172 * 114}
 FRAMES = {"640x360": 640 * 360, "1280x720": 1280 * 720}
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """What changes between the FP16 and the INT8 kernels (and their dense baselines)."""
+    name: str
+    elem: int        # bytes per feature / weight element
+    group: int       # channels per padded group
+    rate: float      # tensor MAC rate relative to FP16
+    mma: str         # SASS mnemonic of the main loops' tensor instruction
+    extra_launches: int
+
+
+PRECISIONS = {"fp16": Precision("fp16", 2, 8, 1.0, "HMMA", 0), "int8": Precision("int8", 1, 16, 2.0, "IMMA", 1)}
+FP16 = PRECISIONS["fp16"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +159,7 @@ NOMINAL = {  # v2 as designed, before any SASS is read (used to derive the limit
     "v1": Kernels(65.0, False, False, 72, 35_648 + 640, 20.0, True),
     "v2": Kernels(8.0, True, True, 128, 30 * 1024, 3.0),
 }
+NOMINAL_INT8 = Kernels(6.0, True, True, 160, 36 * 1024 + 2048, 4.0, threads=128)  # requant: a few more per element
 
 
 def pad(v: int, m: int) -> int:
@@ -159,45 +184,48 @@ class Gemm:
     label: str
 
 
-def block_gemms(design: str, dense, sparse, d: float, px: int, nhwc_io: bool = False) -> tuple[list[Gemm], float, int]:
+def block_gemms(design: str, dense, sparse, d: float, px: int, nhwc_io: bool = False,
+                prec: Precision = FP16) -> tuple[list[Gemm], float, int]:
     """GEMM launches of one block, the prepare kernels' DRAM bytes, and the number of launches.
 
-    nhwc_io: x and y channels-last (TensorRT kHWC8, design v2): no NCHW -> NHWC pack of x in the prepare kernel."""
+    nhwc_io: x and y channels-last (TensorRT kHWC8, design v2): no NCHW -> NHWC pack of x in the prepare kernel.
+    prec: element bytes and channel group of the features (y stays 2 bytes)."""
     act, ina = d * px, (1 - d) * px
     gemms = []
     v2 = design == "v2"
-    width = (lambda dd, ss: pad(dd, 8) + pad(ss, 8)) if v2 else (lambda dd, ss: dd + ss)
+    g, eb = prec.group, prec.elem
+    width = (lambda dd, ss: pad(dd, g) + pad(ss, g)) if v2 else (lambda dd, ss: dd + ss)
     for l in range(4):
         din, sin = (C, 0) if l == 0 else (dense[l - 1], sparse[l - 1])
         cin = width(din, sin)
         cout, dout = dense[l] + sparse[l], dense[l]
         if v2:
-            k_act, k_ina = 9 * math.ceil(cin / TILE_K), 9 * math.ceil(pad(din, 8) / TILE_K)
+            k_act, k_ina = 9 * math.ceil(cin / TILE_K), 9 * math.ceil(pad(din, g) / TILE_K)
         else:
             k_act, k_ina = math.ceil(9 * cin / TILE_K), math.ceil(9 * din / TILE_K)
         parts = [(act, cout, k_act)]
         if dout > 0 and din > 0:
             parts.append((ina, dout, k_ina))
-        rd = din * 2 * px + sin * 2 * act  # sparse inputs exist only at active pixels
-        wr = width(dense[l], sparse[l]) * 2 * act + (pad(dout, 8) if v2 else dout) * 2 * ina
+        rd = din * eb * px + sin * eb * act  # sparse inputs exist only at active pixels
+        wr = width(dense[l], sparse[l]) * eb * act + (pad(dout, g) if v2 else dout) * eb * ina
         gemms.append(Gemm(parts, rd + wr + 4 * px, f"layer {l}"))
     # collect: 1x1 over concat(f_0..f_3), 64 outputs at every pixel
     if v2:
         k_act = math.ceil(sum(width(x, y) for x, y in zip(dense, sparse)) / TILE_K)
-        k_ina = math.ceil(sum(pad(x, 8) for x in dense) / TILE_K)
+        k_ina = math.ceil(sum(pad(x, g) for x in dense) / TILE_K)
     else:
         k_act = sum(math.ceil((x + y) / TILE_K) for x, y in zip(dense, sparse))
         k_ina = sum(math.ceil(x / TILE_K) for x in dense if x)
     parts = [(act, C, k_act), (ina, C, k_ina)]
-    rd = sum(x * 2 * px + y * 2 * act for x, y in zip(dense, sparse))
+    rd = sum(x * eb * px + y * eb * act for x, y in zip(dense, sparse))
     if v2:  # f_3 stays on chip (fused into layer 3): neither written nor re-read
-        gemms[3].dram_bytes -= width(dense[3], sparse[3]) * 2 * act + pad(dense[3], 8) * 2 * ina
-        rd -= dense[3] * 2 * px + sparse[3] * 2 * act
+        gemms[3].dram_bytes -= width(dense[3], sparse[3]) * eb * act + pad(dense[3], g) * eb * ina
+        rd -= dense[3] * eb * px + sparse[3] * eb * act
         gemms[3].parts += parts
         gemms[3].dram_bytes += rd + C * 2 * px
         gemms[3].label = "layer 3 + collect"
-        prep = 2 * px + 8 * px + (0 if nhwc_io else 2 * C * 2 * px)  # mask, neighbour map, NCHW -> NHWC pack of x
-        launches = 5
+        prep = 2 * px + 8 * px + (0 if nhwc_io else 2 * C * eb * px)  # mask, neighbour map, NCHW -> NHWC pack of x
+        launches = 5 + prec.extra_launches
     else:
         gemms.append(Gemm(parts, rd + C * 2 * px + 4 * px, "collect"))
         prep = 2 * px + 4 * px  # classify: mask read, list write (weight transpose ~0.3 MB, ignored)
@@ -205,10 +233,10 @@ def block_gemms(design: str, dense, sparse, d: float, px: int, nhwc_io: bool = F
     return gemms, prep, launches
 
 
-def gemm_time(g: Gemm, dev: Device, k: Kernels) -> dict:
+def gemm_time(g: Gemm, dev: Device, k: Kernels, prec: Precision = FP16) -> dict:
     r = occupancy(dev, k)
-    a_bytes = TILE_M * TILE_K * 2
-    b_bytes = TILE_K * TILE_N * 2
+    a_bytes = TILE_M * TILE_K * prec.elem
+    b_bytes = TILE_K * TILE_N * prec.elem
     sm_clk = 0.0
     tiles_total = 0
     bound_clk = {"tensor": 0.0, "issue": 0.0, "smem": 0.0, "L2": 0.0, "latency": 0.0, "epilogue": 0.0}
@@ -219,7 +247,7 @@ def gemm_time(g: Gemm, dev: Device, k: Kernels) -> dict:
             n = pad(min(TILE_N, n_out - n0), 16)
             tiles = rows / TILE_M
             tiles_total += math.ceil(tiles)
-            tensor = TILE_M * n * TILE_K / dev.mma_mac_clk
+            tensor = TILE_M * n * TILE_K / (dev.mma_mac_clk * prec.rate)
             # a 128x64x32 chunk is 128 HMMA.16816 however the warps split it; the gathers and the instruction
             # stream are the same whatever N (loads, index maths, barriers)
             issue = TILE_M * TILE_N * TILE_K / HMMA_MAC * k.instr_per_hmma / 4
@@ -247,27 +275,30 @@ def gemm_time(g: Gemm, dev: Device, k: Kernels) -> dict:
 
 
 def sparse_block_time(design: str, dense, sparse, d: float, px: int, dev: Device, k: Kernels,
-                      nhwc_io: bool = False) -> dict:
-    gemms, prep, launches = block_gemms(design, dense, sparse, d, px, nhwc_io)
-    parts = [gemm_time(g, dev, k) for g in gemms]
+                      nhwc_io: bool = False, prec: Precision = FP16) -> dict:
+    gemms, prep, launches = block_gemms(design, dense, sparse, d, px, nhwc_io, prec)
+    parts = [gemm_time(g, dev, k, prec) for g in gemms]
     t_prep = prep / (DRAM_EFF * dev.dram) + (launches - len(gemms)) * dev.launch
     return {"time": sum(p["time"] for p in parts) + t_prep, "prepare": t_prep, "kernels": parts}
 
 
-def dense_block_time(px: int, dev: Device) -> float:
-    """cuDNN-style dense block: 4 conv3x3 64->64 (+ReLU) and a concat-free 1x1 256->64."""
-    peak = DENSE_EFF * dev.dense_mac_clk * dev.sms * dev.clock
+def dense_block_time(px: int, dev: Device, prec: Precision = FP16) -> float:
+    """cuDNN-style dense block: 4 conv3x3 64->64 (+ReLU) and a concat-free 1x1 256->64 (INT8: int8 activations at
+    the INT8 peak, y FP16)."""
+    peak = DENSE_EFF * dev.dense_mac_clk * prec.rate * dev.sms * dev.clock
     bw = DRAM_EFF * dev.dram
-    conv = max(C * C * 9 * px / peak, 2 * C * 2 * px / bw) + dev.launch
-    collect = max(4 * C * C * px / peak, (4 * C + C) * 2 * px / bw) + dev.launch
+    eb = prec.elem
+    conv = max(C * C * 9 * px / peak, 2 * C * eb * px / bw) + dev.launch
+    collect = max(4 * C * C * px / peak, (4 * C * eb + C * 2) * px / bw) + dev.launch
     return 4 * conv + collect
 
 
-def frame_times(design: str, densities, px: int, dev: Device, k: Kernels, nhwc_io: bool = False) -> dict:
+def frame_times(design: str, densities, px: int, dev: Device, k: Kernels, nhwc_io: bool = False,
+                prec: Precision = FP16) -> dict:
     """The five blocks of one frame: densities = one value per block."""
-    sp = [sparse_block_time(design, dn, sp_, d, px, dev, k, nhwc_io)
+    sp = [sparse_block_time(design, dn, sp_, d, px, dev, k, nhwc_io, prec)
           for (dn, sp_), d in zip(OFFICIAL_SPLITS, densities)]
-    dense = 5 * dense_block_time(px, dev)
+    dense = 5 * dense_block_time(px, dev, prec)
     sparse = sum(s["time"] for s in sp)
     return {"dense_ms": dense * 1e3, "sparse_ms": sparse * 1e3, "speedup": dense / sparse, "blocks": sp}
 
@@ -283,20 +314,20 @@ def cases() -> dict[str, list[float]]:
 
 
 # ------------------------------------------------------------------------------------------- from the SASS
-def kernels_from_report(rep: dict, arch: str, design: str) -> Kernels:
+def kernels_from_report(rep: dict, arch: str, design: str, prec: Precision = FP16) -> Kernels:
     import sass_report
-    """The FP16 HMMA main loops of one architecture: worst instructions per HMMA of an outermost loop nest (nested
-    loops once), copy kind, max registers."""
+    """The FP16 HMMA (INT8: IMMA) main loops of one architecture: worst instructions per MMA of an outermost loop
+    nest (nested loops once), copy kind, max registers."""
     loops, regs, threads = [], [], []
     for k in rep["archs"][arch].values():
-        hm = [lp for lp in k["main_loops"] if lp["mma_op"].startswith("HMMA") and lp["outermost"]]
+        hm = [lp for lp in k["main_loops"] if lp["mma_op"].startswith(prec.mma) and lp["outermost"]]
         if hm:
             loops += hm
             regs.append(k.get("registers", 0))
             threads.append(k.get("max_threads") or 256)
     if not loops:
-        raise ValueError(f"sm_{arch}: no HMMA main loop in {rep['source']}")
-    nominal = NOMINAL[design]
+        raise ValueError(f"sm_{arch}: no {prec.mma} main loop in {rep['source']}")
+    nominal = NOMINAL_INT8 if prec.name == "int8" else NOMINAL[design]
     smem_static = max((k.get("smem_static", 0) for k in rep["archs"][arch].values()), default=0)
     return Kernels(
         instr_per_hmma=max(lp["nest_per_mma"] for lp in loops),
@@ -327,6 +358,26 @@ def derived_instr_per_hmma_limit() -> float:
     return lo
 
 
+def derived_instr_per_imma_limit() -> float:
+    """Largest instructions/IMMA for which the INT8 design meets its Orin 720p target in this model: INT8 sparse
+    blocks >= 1.3x faster than dense INT8 blocks at 37 % density (issue 14), at nominal occupancy."""
+    dev = DEVICES["orin"]
+    px = FRAMES["1280x720"]
+    prec = PRECISIONS["int8"]
+
+    def ok(x: float) -> bool:
+        k = dataclasses.replace(NOMINAL_INT8, instr_per_hmma=x)
+        return frame_times("v2", [0.37] * 5, px, dev, k, prec=prec)["speedup"] >= 1.3
+
+    lo, hi = 1.0, 64.0
+    if not ok(lo):
+        return 0.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
 # ------------------------------------------------------------------------------------------- masks, output
 def measure_masks(weights: str, set5: Path) -> dict[str, list[float]]:
     """Per-image, per-block mask densities of the official model (needs PyTorch)."""
@@ -335,12 +386,12 @@ def measure_masks(weights: str, set5: Path) -> dict[str, list[float]]:
     return {name: [round(float((m > 0).mean()), 3) for m in masks] for name, masks in per_image.items()}
 
 
-def table(design: str, kern_by_dev: dict[str, Kernels]) -> list[dict]:
+def table(design: str, kern_by_dev: dict[str, Kernels], prec: Precision = FP16) -> list[dict]:
     rows = []
     for frame, px in FRAMES.items():
         for case, dens in cases().items():
             for key, dev in DEVICES.items():
-                ft = frame_times(design, dens, px, dev, kern_by_dev[key])
+                ft = frame_times(design, dens, px, dev, kern_by_dev[key], prec=prec)
                 lim = {}
                 for b in ft["blocks"]:
                     for kk in b["kernels"]:
@@ -361,17 +412,17 @@ def format_rows(rows: list[dict], lower_bound: bool) -> str:
     return "\n".join(out)
 
 
-def load_kernels(source: str | None, design: str | None) -> tuple[str, dict[str, Kernels]]:
+def load_kernels(source: str | None, design: str | None, prec: Precision = FP16) -> tuple[str, dict[str, Kernels]]:
     """(design, per-device Kernels) from a kernel source's SASS, or the nominal v2 figures when source is None."""
     import sass_report
     if source is None:
         design = design or "v2"
-        return design, {key: NOMINAL[design] for key in DEVICES}
+        return design, {key: NOMINAL_INT8 if prec.name == "int8" else NOMINAL[design] for key in DEVICES}
     rep = sass_report.report(Path(source), [d.arch for d in DEVICES.values()])
     is_async = all(lp["async_copy"] for k in rep["archs"]["87"].values() for lp in k["main_loops"]
                    if lp["mma_op"].startswith("HMMA") and lp["outermost"])
     design = design or ("v2" if is_async else "v1")
-    return design, {key: kernels_from_report(rep, dev.arch, design) for key, dev in DEVICES.items()}
+    return design, {key: kernels_from_report(rep, dev.arch, design, prec) for key, dev in DEVICES.items()}
 
 
 def compare_rows(before: list[dict], after: list[dict], lb_before: bool = False, lb_after: bool = False) -> str:
@@ -402,18 +453,21 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=str(ROOT.parent / "shared/weights/smsr_x2_official.pt"))
     ap.add_argument("--set5", default=str(ROOT.parent / "shared/data/Set5/LR_bicubic/X2"))
     ap.add_argument("--before", metavar="KERNEL.cu", help="print a before/after table against this source")
+    ap.add_argument("--precision", choices=tuple(PRECISIONS), default="fp16",
+                    help="fp16 kernels vs dense FP16 (default), or the INT8 kernels vs dense INT8")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    prec = PRECISIONS[args.precision]
     if args.measure_masks:
         MEASURED_DENSITY.clear()
         MEASURED_DENSITY.update(measure_masks(args.weights, Path(args.set5)))
     try:
-        design, kern = load_kernels(None if args.nominal else args.source, args.design)
+        design, kern = load_kernels(None if args.nominal else args.source, args.design, prec)
         before = load_kernels(args.before, None) if args.before else None
     except (sass_report.ReportError, ValueError) as exc:
         print(f"perf_model: {exc}", file=sys.stderr)
         return 2
-    rows = table(design, kern)
+    rows = table(design, kern, prec)
     if before:
         print("MODEL (not measured): the five sparse blocks of one frame vs five dense blocks (FP16)\n")
         lb = [any(k.lower_bound for k in kk.values()) for kk in (before[1], kern)]
@@ -424,16 +478,20 @@ def main(argv=None) -> int:
                           "densities": MEASURED_DENSITY, "rows": rows}, indent=1))
         return 0
     lb = any(v.lower_bound for v in kern.values())
-    print(f"MODEL (not measured), design {design}, kernels {args.source if not args.nominal else '(nominal)'}")
+    print(f"MODEL (not measured), design {design}, {prec.name} vs dense {prec.name}, "
+          f"kernels {args.source if not args.nominal else '(nominal)'}")
     for key, v in kern.items():
-        print(f"  {DEVICES[key].name}: {v.instr_per_hmma:.1f} instr/HMMA{' (lower bound)' if v.lower_bound else ''}, "
+        print(f"  {DEVICES[key].name}: {v.instr_per_hmma:.1f} instr/{prec.mma}{' (lower bound)' if v.lower_bound else ''}, "
               f"{'cp.async' if v.async_copy else 'synchronous'} gathers{' (L1 bypass)' if v.l1_bypass else ''}, "
               f"{v.registers} regs x {v.threads} threads, {occupancy(DEVICES[key], v)} blocks/SM")
-    print(f"  limit derived for CI: instructions per HMMA <= {derived_instr_per_hmma_limit():.1f}\n")
+    if prec.name == "int8":
+        print(f"  limit derived for CI: instructions per IMMA <= {derived_instr_per_imma_limit():.1f}\n")
+    else:
+        print(f"  limit derived for CI: instructions per HMMA <= {derived_instr_per_hmma_limit():.1f}\n")
     print(format_rows(rows, lb))
     dev = DEVICES["orin"]
-    ft = frame_times(design, [0.37] * 5, FRAMES["1280x720"], dev, kern["orin"])
-    if design == "v2":
+    ft = frame_times(design, [0.37] * 5, FRAMES["1280x720"], dev, kern["orin"], prec=prec)
+    if design == "v2" and prec.name == "fp16":
         hwc = frame_times(design, [0.37] * 5, FRAMES["1280x720"], dev, kern["orin"], nhwc_io=True)
         print(f"\nWith kHWC8 (channels-last) x and y, no pack in the prepare kernel: {dev.name} 1280x720 37 %: "
               f"{hwc['sparse_ms']:.2f} ms, {hwc['speedup']:.2f}x")

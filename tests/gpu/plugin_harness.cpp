@@ -9,10 +9,14 @@
  *   2. a float64 CPU evaluation of the op contract (dense-first channels, mask semantics, collect + bias).
  * Cases: FP32 and FP16, batch 1 and 2, odd sizes, empty / full / random masks, two channel splits of the
  * official x2 model. Plus enqueue's rejection of a shape the plugin was not given.
+ * INT8 mode (issue 14): the plugin created from the four scale fields, INT8 x / weight codes, FP32 or FP16 y, must
+ * give exactly the bits of smsr::enqueueSparseBlockInt8 called directly and of the INT8 contract evaluated on the
+ * CPU (plugins/smsrSparseBlock/tests/int8BlockReference.h, the same reference as the emulated host test).
  *
  * usage: smsr_trt_plugin_gpu_harness <path/to/libsmsr_trt_plugin.so>     exit 0 = pass, 1 = fail, 77 = no GPU
  */
 #include "kernels/sparseBlockKernels.h"
+#include "tests/int8BlockReference.h"
 
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
@@ -438,6 +442,149 @@ bool runCase(IPluginCreatorV3One* creator, Case const& k, std::mt19937& rng, cud
     return pass && ok;
 }
 
+// ---- INT8 mode ------------------------------------------------------------------------------------------------
+struct Int8HarnessCase
+{
+    char const* name;
+    smsr_test::Int8Block block;
+    bool half;
+};
+
+float identity(float v)
+{
+    return v;
+}
+float roundHalfHost(float v)
+{
+    return fromHalf(toHalf(v));
+}
+
+template <typename T>
+DeviceBuffer uploadRaw(std::vector<T> const& v)
+{
+    DeviceBuffer d(v.size() * sizeof(T));
+    CUDA_OK(cudaMemcpy(d.p, v.data(), d.bytes, cudaMemcpyHostToDevice));
+    return d;
+}
+
+bool runInt8Case(IPluginCreatorV3One* creator, Int8HarnessCase const& k, uint32_t seed, cudaStream_t stream)
+{
+    smsr_test::Int8Block const& b = k.block;
+    smsr_test::Int8Case const q = smsr_test::makeInt8Case(b, k.half ? roundHalfHost : identity, seed);
+    PluginField fields[6] = {PluginField("dense_channels", b.dense, PluginFieldType::kINT32, 4),
+        PluginField("sparse_channels", b.sparse, PluginFieldType::kINT32, 4),
+        PluginField("x_scale", &q.xScale, PluginFieldType::kFLOAT32, 1),
+        PluginField("feature_scales", q.feature, PluginFieldType::kFLOAT32, 4),
+        PluginField("weight_scales", q.weightScales.data(), PluginFieldType::kFLOAT32, int32_t(q.weightScales.size())),
+        PluginField("collect_scales", q.collectScales.data(), PluginFieldType::kFLOAT32,
+            int32_t(q.collectScales.size()))};
+    PluginFieldCollection fc{6, fields};
+    IPluginV3* built = creator->createPlugin(k.name, &fc, TensorRTPhase::kRUNTIME);
+    if (built == nullptr)
+    {
+        std::printf("FAIL %s: createPlugin returned null\n", k.name);
+        return false;
+    }
+    auto* rt0 = static_cast<IPluginV3OneRuntime*>(built->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    IPluginV3* plugin = rt0->attachToContext(nullptr);
+    auto* rt = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
+
+    DataType const io = k.half ? DataType::kHALF : DataType::kFLOAT;
+    std::vector<Dims> d = {dims({b.n, b.c, b.h, b.w}), dims({b.n, 1, b.h, b.w})};
+    for (int32_t l = 0; l < 4; ++l)
+        d.push_back(dims({3, 3, b.cin(l), b.cout(l)}));
+    d.push_back(dims({1, 1, b.collectIn(), b.c}));
+    d.push_back(dims({b.c}));
+    d.push_back(dims({b.n, b.c, b.h, b.w}));
+    std::vector<PluginTensorDesc> desc(9);
+    std::vector<DynamicPluginTensorDesc> ddesc(9);
+    for (int32_t i = 0; i < 9; ++i)
+    {
+        desc[i].dims = d[i];
+        desc[i].type = i == 1 || i == 7 || i == 8 ? io : DataType::kINT8;
+        desc[i].format = TensorFormat::kLINEAR;
+        desc[i].scale = -1.F;
+        ddesc[i].desc = desc[i];
+        ddesc[i].min = ddesc[i].opt = ddesc[i].max = d[i];
+    }
+    bool ok = rt->onShapeChange(desc.data(), 8, desc.data() + 8, 1) == 0;
+    if (!ok)
+        std::printf("FAIL %s: onShapeChange rejected a valid INT8 shape\n", k.name);
+    smsr::SparseBlockShape shape{};
+    shape.batch = b.n;
+    shape.channels = b.c;
+    shape.height = b.h;
+    shape.width = b.w;
+    std::memcpy(shape.dense, b.dense, sizeof b.dense);
+    std::memcpy(shape.sparse, b.sparse, sizeof b.sparse);
+    smsr::DataType const kt = k.half ? smsr::DataType::kHALF : smsr::DataType::kFLOAT;
+    size_t const wsPlugin = build->getWorkspaceSize(ddesc.data(), 8, ddesc.data() + 8, 1);
+    size_t const wsKernel = smsr::getSparseBlockInt8WorkspaceSize(shape, kt);
+    if (wsPlugin != wsKernel || wsKernel == 0)
+    {
+        std::printf("FAIL %s: plugin INT8 workspace %zu != kernel library %zu\n", k.name, wsPlugin, wsKernel);
+        ok = false;
+    }
+    DeviceBuffer x = uploadRaw(q.x), m = upload(q.mask, k.half), wc = uploadRaw(q.wc), bc = upload(q.bc, k.half);
+    DeviceBuffer w[4] = {uploadRaw(q.w[0]), uploadRaw(q.w[1]), uploadRaw(q.w[2]), uploadRaw(q.w[3])};
+    size_t const outCount = q.y.size();
+    size_t const esz = k.half ? 2 : 4;
+    DeviceBuffer yPlugin(outCount * esz), yKernel(outCount * esz), ws(std::max<size_t>(wsKernel, 1));
+    CUDA_OK(cudaMemset(yPlugin.p, 0xFF, yPlugin.bytes));
+    CUDA_OK(cudaMemset(yKernel.p, 0xFF, yKernel.bytes));
+    void const* inputs[8] = {x.p, m.p, w[0].p, w[1].p, w[2].p, w[3].p, wc.p, bc.p};
+    void* outputs[1] = {yPlugin.p};
+    if (rt->enqueue(desc.data(), desc.data() + 8, inputs, outputs, ws.p, stream) != 0)
+    {
+        std::printf("FAIL %s: plugin INT8 enqueue returned an error\n", k.name);
+        ok = false;
+    }
+    CUDA_OK(cudaStreamSynchronize(stream));
+    smsr::SparseBlockTensors t{};
+    t.x = x.p;
+    t.mask = m.p;
+    for (int32_t l = 0; l < 4; ++l)
+        t.weights[l] = w[l].p;
+    t.collectWeight = wc.p;
+    t.collectBias = bc.p;
+    t.y = yKernel.p;
+    smsr::SparseBlockInt8Scales sc{};
+    sc.x = q.xScale;
+    sc.collect = q.collectScales.data();
+    for (int32_t l = 0, off = 0; l < 4; off += b.cout(l), ++l)
+    {
+        sc.feature[l] = q.feature[l];
+        sc.weight[l] = q.weightScales.data() + off;
+    }
+    CUDA_OK(smsr::enqueueSparseBlockInt8(shape, kt, t, sc, ws.p, ws.bytes, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    std::vector<uint8_t> a(outCount * esz), c(outCount * esz);
+    CUDA_OK(cudaMemcpy(a.data(), yPlugin.p, a.size(), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(c.data(), yKernel.p, c.size(), cudaMemcpyDeviceToHost));
+    size_t diffKernel = 0, diffRef = 0;
+    for (size_t i = 0; i < outCount; ++i)
+    {
+        diffKernel += std::memcmp(&a[i * esz], &c[i * esz], esz) != 0 ? 1 : 0;
+        uint8_t want[4];
+        if (k.half)
+        {
+            uint16_t const h = toHalf(q.y[i]);
+            std::memcpy(want, &h, 2);
+        }
+        else
+            std::memcpy(want, &q.y[i], 4);
+        diffRef += std::memcmp(&a[i * esz], want, esz) != 0 ? 1 : 0;
+    }
+    bool const pass = ok && diffKernel == 0 && diffRef == 0;
+    std::printf("%s %-28s N=%d H=%d W=%d int8 -> %s  y differing from the direct call: %zu, from the contract: %zu "
+                "of %zu\n",
+        pass ? "ok  " : "FAIL", k.name, b.n, b.h, b.w, k.half ? "fp16" : "fp32", diffKernel, diffRef, outCount);
+    delete plugin;
+    delete built;
+    return pass;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -492,7 +639,16 @@ int main(int argc, char** argv)
     int32_t failures = 0;
     for (auto const& k : cases)
         failures += runCase(creator, k, rng, stream) ? 0 : 1;
+    Int8HarnessCase const int8Cases[] = {
+        {"block0_int8_fp32", {1, 64, 32, 48, {24, 9, 3, 0}, {40, 55, 61, 64}}, false},
+        {"block0_int8_fp16_batch2_odd", {2, 64, 17, 31, {24, 9, 3, 0}, {40, 55, 61, 64}}, true},
+        {"block4_int8_fp32_odd", {1, 64, 15, 9, {14, 5, 0, 0}, {50, 59, 64, 64}}, false},
+    };
+    uint32_t seed = 99;
+    for (auto const& k : int8Cases)
+        failures += runInt8Case(creator, k, seed++, stream) ? 0 : 1;
     CUDA_OK(cudaStreamDestroy(stream));
-    std::printf("%d cases, %d failures\n", int(sizeof cases / sizeof cases[0]), failures);
+    int const nbCases = int(sizeof cases / sizeof cases[0] + sizeof int8Cases / sizeof int8Cases[0]);
+    std::printf("%d cases, %d failures\n", nbCases, failures);
     return failures == 0 ? 0 : 1;
 }

@@ -34,7 +34,7 @@ TRT_HEADERS=tensorrt-10.14
 CARRY_FILES=(weights/smsr_x2_official.pt "$TRT_HEADERS/include/NvInferRuntime.h" "$TRT_HEADERS/include/NvInferVersion.h")
 SET5_NAMES=(baby bird butterfly head woman)
 PY_PARTS=(tests/gpu/bench_blocks.py tests/gpu/network_gpu.py tests/gpu/make_fixtures.py tests/gpu/summarize.py
-          tests/gpu/device_info.py tests/gpu/gpu_timing.py tests/gpu/torch_ext/smsr_torch.py)
+          tests/gpu/device_info.py tests/gpu/gpu_timing.py tests/gpu/torch_ext/smsr_torch.py tests/gpu/int8_bench.py)
 # Failure texts of tools the runtime does not support (gVisor: KINDS.md of the device tool).
 UNSUPPORTED_RE='Device not supported|not supported on this (device|platform)|LibraryNotLoaded|ERR_NVGPUCTRPERM|Failed to initialize the profiler|error 999|CUDA_ERROR_UNKNOWN|cudaErrorUnknown|unknown error'
 

@@ -107,6 +107,27 @@ def block_table(bench: dict) -> list[str]:
     return out
 
 
+def int8_table(bench: dict) -> list[str]:
+    """INT8 (issue 14): per image, 5 INT8 blocks summed vs 5 x the dense INT8 block (im2col + torch._int_mm)."""
+    rows = bench.get("int8", [])
+    if not rows:
+        return []
+    dense = {r["block"]: best(r["dense_int8"]) for r in rows if r.get("dense_int8")}
+    d5 = sum(dense.values()) / len(dense) * 5 if dense else None
+    out = ["| frame | image | mean density | INT8 kernels, 5 blocks | dense INT8 (im2col + _int_mm), 5 blocks | "
+           "speed-up | bit-exact |", "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["image"] for r in rows):
+        rr = [r for r in rows if r["image"] == name]
+        times = [best(r) for r in rr]
+        ok = all(r.get("correct") for r in rr)
+        k5 = sum(times) if len(rr) == 5 and all(t is not None for t in times) else None
+        dens = sum(r.get("density", 0) for r in rr) / len(rr)
+        out.append(f"| {rr[0]['W']}x{rr[0]['H']} | {name} | {dens:.2f} | "
+                   f"{f'{k5:.3f} ms' if k5 else '–'} | {f'{d5:.3f} ms' if d5 else '–'} | "
+                   f"{f'{d5 / k5:.2f}×' if k5 and d5 else '–'} | {'yes' if ok else 'NO'} |")
+    return out
+
+
 def layer_lines(bench: dict) -> list[str]:
     out = []
     for size, d in sorted(bench.get("dense", {}).items(), key=lambda kv: -int(kv[0].split("x")[0])):
@@ -183,6 +204,9 @@ def markdown(res: dict) -> str:
             out.append(f"| {r['kernel'].replace('|', '/')} | " + " | ".join(cells) + " |")
     else:
         out.append("No ncu results (see the steps table).")
+    if bench and bench.get("int8"):
+        out.append("\n### INT8 blocks: INT8 kernels vs dense INT8 (median per call, best of eager / CUDA graph)\n")
+        out += int8_table(bench)
     out.append("\n### Whole network, SMSR x2 in PyTorch FP16: block kernels vs dense-masked blocks\n")
     out += network_lines(res["network"]) if res.get("network") else ["No whole-network results (see the steps table)."]
     return "\n".join(out) + "\n"

@@ -307,6 +307,9 @@ def test_device_scripts_run_end_to_end_on_the_emulated_kernels(emulated_op, offi
     assert len(bench["sparse"]) == 15 * formats and not bench["errors"]  # 5 real-mask blocks + 5 full + 5 empty
     assert all(r["correct"] and r["rel_err"] <= 1e-2 for r in bench["sparse"])
     assert {r["mask"] for r in bench["sparse"]} == {"real", "full", "empty"}
+    # INT8 (issue 14): 5 blocks bit-exact vs the contract, and the dense INT8 baseline exact at a full mask
+    assert len(bench["int8"]) == 5 and all(r["correct"] and r["mismatches"] == 0 for r in bench["int8"])
+    assert all(r["dense_int8"]["exact_at_full_mask"] for r in bench["int8"] if "dense_int8" in r)
     assert network_gpu.main(["--weights", str(official_weights), "--set5", str(set5_dir), "--lib", lib, "--cpu",
                              "--crop", "16x20", "--size", "24x16", "--iters", "1", "--warmup", "0",
                              "--out", str(net_json)]) == 0

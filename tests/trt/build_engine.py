@@ -7,8 +7,11 @@ CPU only: builds ahead of time for a fixed compute capability and never creates 
         --shape lr:1x3x16x16:1x3x64x64:1x3x128x128 --engine out.engine --report report.json
 
 The JSON report holds: ok, stage reached, parser errors, the builder log (warnings and errors; all of it with
---verbose), network layers and which are plugin layers, build time, engine size and whether the engine carries
-the plugin.
+--verbose), network layers and which are plugin layers (with each input's type after parsing), build time, engine
+size and whether the engine carries the plugin. --layer-info adds the builder's own information on the finished
+engine's plugin layers (profiling verbosity DETAILED; converters/engine_build/layer_info.py): the types and formats
+each plugin layer's inputs and outputs really got. Lines the plugin logs with SMSR_PLUGIN_TRACE=1 (one per
+configurePlugin: the descriptors TensorRT chose) are kept in "plugin_trace" whatever their severity.
 """
 
 from __future__ import annotations
@@ -19,21 +22,30 @@ import sys
 import time
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TRACE_PREFIX = "SMSR_PLUGIN_TRACE"
+
 
 class CaptureLogger:
     """TensorRT logger keeping messages for the report (and echoing errors to stderr)."""
 
-    def __init__(self, trt, verbose: bool):
+    def __init__(self, trt, verbose: bool, layer_info: bool = False):
         self.messages: list[tuple[str, str]] = []
+        self.trace: list[str] = []        # the plugin's SMSR_PLUGIN_TRACE lines
+        self.layer_info: list[str] = []   # the builder's "Layers:" messages (VERBOSE)
         min_sev = trt.ILogger.Severity.VERBOSE if verbose else trt.ILogger.Severity.WARNING
         outer = self
 
         class _Logger(trt.ILogger):
             def __init__(self):
                 trt.ILogger.__init__(self)
-                self.min_severity = min_sev
+                self.min_severity = trt.ILogger.Severity.VERBOSE if layer_info else min_sev
 
             def log(self, severity, msg):
+                if msg.startswith(TRACE_PREFIX):
+                    outer.trace.append(msg)
+                if msg.startswith("Layers:"):
+                    outer.layer_info.append(msg)
                 if severity <= min_sev:
                     outer.messages.append((str(severity).split(".")[-1], msg))
                 if severity <= trt.ILogger.Severity.ERROR:
@@ -63,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", required=True, help="JSON report path")
     ap.add_argument("--compute-capability", default="SM86", help="build target (never CURRENT on a CPU machine)")
     ap.add_argument("--verbose", action="store_true", help="keep the whole builder log in the report")
+    ap.add_argument("--layer-info", action="store_true",
+                    help="record the builder's layer information of the plugin layers (profiling verbosity DETAILED)")
     args = ap.parse_args(argv)
 
     report: dict = {"ok": False, "stage": "start", "onnx": args.onnx}
@@ -73,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorrt_rtx as trt
 
-    cap = CaptureLogger(trt, args.verbose)
+    cap = CaptureLogger(trt, args.verbose, args.layer_info)
     report["log"] = cap.messages
+    report["plugin_trace"] = cap.trace
     report["tensorrt_rtx"] = trt.__version__
 
     plugin = Path(args.plugin).resolve()
@@ -92,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     creator = registry.get_creator("SMSRSparseBlock", "2", "")
     report["creator_found"] = creator is not None
     if handle is None or creator is None:
-        report["error"] = "plugin library did not register SMSRSparseBlock version 1"
+        report["error"] = "plugin library did not register SMSRSparseBlock version 2"
         return finish(2)
 
     builder = trt.Builder(cap.logger)
@@ -115,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         sorted({str(l.get_input(i).dtype) for i in range(l.num_inputs)} | {str(l.get_output(0).dtype)})
         for l in plugin_layers
     ]
+    # Per input, in the node's order (x, mask, w0..w3, wc, bc), then y: the network's types after parsing.
+    report["plugin_layer_input_types"] = {
+        l.name: [str(l.get_input(i).dtype) for i in range(l.num_inputs)] + [str(l.get_output(0).dtype)]
+        for l in plugin_layers
+    }
     report["inputs"] = [
         {"name": network.get_input(i).name, "shape": list(network.get_input(i).shape), "dtype": str(network.get_input(i).dtype)}
         for i in range(network.num_inputs)
@@ -124,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     config = builder.create_builder_config()
+    if args.layer_info:
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     config.num_compute_capabilities = 1
     config.set_compute_capability(getattr(trt.ComputeCapability, args.compute_capability), 0)
     shapes = {name: (mn, op, mx) for name, mn, op, mx in args.shape}
@@ -145,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         report["error"] = "engine build failed"
         return finish(5)
     data = bytes(blob)
+    if args.layer_info:
+        sys.path.insert(0, str(REPO_ROOT))
+        from converters.engine_build.layer_info import parse_layers, plugin_layers as engine_plugin_layers
+
+        found = engine_plugin_layers(parse_layers(cap.layer_info), report["plugin_layers"])
+        report["engine_plugin_layers"] = {name: layer.as_dict() for name, layer in found.items()}
     report["engine_bytes"] = len(data)
     report["engine_magic"] = data[:4].decode("latin-1")
     # The engine records each plugin layer's creator name and its serialized fields (getFieldsToSerialize).

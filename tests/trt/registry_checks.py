@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     handle = registry.load_library(lib_path)
     check("load_library returns a handle", handle is not None)
     creator = registry.get_creator("SMSRSparseBlock", "2", "")
-    check("creator SMSRSparseBlock/1 registered", creator is not None)
+    check("creator SMSRSparseBlock/2 registered", creator is not None)
     if creator is None:
         Path(args.report).write_text(json.dumps(results, indent=1))
         return 1
@@ -67,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     check("creator name/version/namespace", (creator.name, creator.plugin_version, creator.plugin_namespace)
           == ("SMSRSparseBlock", "2", ""))
     fields = [(f.name, f.type, f.size) for f in creator.field_names]
+    f32 = trt.PluginFieldType.FLOAT32
     check("field names", fields == [("dense_channels", trt.PluginFieldType.INT32, 4),
-                                    ("sparse_channels", trt.PluginFieldType.INT32, 4)], repr(fields))
+                                    ("sparse_channels", trt.PluginFieldType.INT32, 4),
+                                    ("x_scale", f32, 1), ("feature_scales", f32, 4),
+                                    ("weight_scales", f32, 0), ("collect_scales", f32, 0)], repr(fields))
 
     keep_alive = []  # PluginField only points at the numpy buffers
 
@@ -98,7 +101,33 @@ def main(argv: list[str] | None = None) -> int:
               build.metadata_string == "dense_channels=24,9,3,0 sparse_channels=40,55,61,64", build.metadata_string)
         del core, build
 
+    # INT8 mode: the four scale fields (block 0: sum Cout = 256, C = 64), in both phases.
+    int8_scales = dict(x_scale=([0.02], f32, np.float32), feature_scales=([0.05, 0.04, 0.03, 0.025], f32, np.float32),
+                       weight_scales=(np.arange(1, 257) * 1e-3, f32, np.float32),
+                       collect_scales=(np.arange(1, 65) * 2e-3, f32, np.float32))
+    base = dict(dense_channels=(DENSE, i32, np.int32), sparse_channels=(SPARSE, i32, np.int32))
+    int8_good = fc(**base, **int8_scales)
+    before = live()
+    for phase in (trt.TensorRTPhase.BUILD, trt.TensorRTPhase.RUNTIME):
+        messages.clear()
+        p8 = creator.create_plugin("smb_int8", int8_good, phase)
+        meta = p8.get_capability_interface(trt.PluginCapabilityType.BUILD).metadata_string if p8 is not None else ""
+        check(f"INT8 create_plugin from the four scale fields ({phase})",
+              p8 is not None and meta.endswith("int8 x_scale=0.020000") and not messages, f"{meta!r} {messages!r}")
+        del p8
+    gc.collect()
+    check("INT8 plugins destroyed", live() == before, str(live()))
+
     bad_sets = [
+        ("INT8 without weight_scales", fc(**base, **{k: v for k, v in int8_scales.items() if k != "weight_scales"}),
+         "given without 'weight_scales' (256 floats"),
+        ("INT8 weight_scales 255 values", fc(**base, **{**int8_scales, "weight_scales": (np.ones(255), f32, np.float32)}),
+         "field 'weight_scales' must have 256 floats"),
+        ("INT8 zero feature scale", fc(**base, **{**int8_scales, "feature_scales": ([0.05, 0, 0.03, 0.025], f32,
+                                                                                    np.float32)}),
+         "every feature_scales value must be finite and > 0"),
+        ("INT8 integer x_scale", fc(**base, **{**int8_scales, "x_scale": ([1], i32, np.int32)}),
+         "field 'x_scale' must hold floats"),
         ("no fields", trt.PluginFieldCollection([]), "missing field 'dense_channels'"),
         ("3 values", fc(dense_channels=(DENSE[:3], i32, np.int32), sparse_channels=(SPARSE, i32, np.int32)),
          "'dense_channels' must have 4 values"),

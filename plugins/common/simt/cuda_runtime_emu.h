@@ -125,6 +125,22 @@ inline __half2 __floats2half2_rn(float a, float b) { return {__float2half_rn(a),
 inline float __low2float(__half2 h) { return __half2float(h.x); }
 inline float __high2float(__half2 h) { return __half2float(h.y); }
 
+// ----------------------------------------------------------------------------------------------- IEEE intrinsics
+// Round-to-nearest-even float32 operations that nvcc never contracts into an FMA; volatile keeps the host compiler
+// from contracting them either (-ffp-contract=fast with FMA hardware), so emulated epilogues give the GPU's bits.
+inline float __fmul_rn(float a, float b)
+{
+    volatile float r = a * b;
+    return r;
+}
+inline float __fadd_rn(float a, float b)
+{
+    volatile float r = a + b;
+    return r;
+}
+inline float __int2float_rn(int v) { return static_cast<float>(v); } // default rounding mode: nearest even
+inline int __float2int_rn(float v) { return static_cast<int>(std::nearbyint(v)); } // caller keeps v in int range
+
 // ----------------------------------------------------------------------------------------------- scheduler
 namespace simt
 {
@@ -380,6 +396,11 @@ template <>
 inline float fromF<float>(float f) { return f; }
 template <>
 inline __half fromF<__half>(float f) { return __float2half_rn(f); }
+// fill_fragment of integer fragments: the value is converted like the float argument's static_cast on the GPU.
+template <>
+inline int fromF<int>(float f) { return static_cast<int>(f); }
+template <>
+inline signed char fromF<signed char>(float f) { return static_cast<signed char>(f); }
 template <typename Frag>
 inline void fillOwn(Frag& f, float v)
 {
@@ -470,6 +491,40 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, TC>& d, fragment<matrix_a
     ::simt::detail::warpSync(0xffffffffu, "wmma::mma_sync"); // all lanes read the scratch before d is written
     for (int e = 0; e < 8; ++e)
         d.x[e] = detail::fromF<TC>(out[e]);
+}
+
+//! INT8 WMMA (sm_72+): D = A*B + C with signed char A/B and int32 accumulators, exact integer math. Like the GPU
+//! without satf, sums wrap modulo 2^32 (computed in 64 bits, then truncated, so the emulation has no signed overflow).
+template <typename LA, typename LB>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, int>& d, fragment<matrix_a, 16, 16, 16, signed char, LA> const& a,
+    fragment<matrix_b, 16, 16, 16, signed char, LB> const& b, fragment<accumulator, 16, 16, 16, int> const& c)
+{
+    ::simt::detail::warpSync(0xffffffffu, "wmma::mma_sync");
+    int32_t* s = reinterpret_cast<int32_t*>(::simt::detail::warpScratch()); // 768 x 4 bytes of raw scratch
+    int32_t* sa = s;
+    int32_t* sb = s + 256;
+    int32_t* sc = s + 512;
+    unsigned const lane = ::simt::detail::laneId();
+    for (int e = 0; e < 8; ++e)
+    {
+        unsigned const i = unsigned(e) * 32 + lane;
+        sa[i] = a.x[e];
+        sb[i] = b.x[e];
+        sc[i] = c.x[e];
+    }
+    ::simt::detail::warpSync(0xffffffffu, "wmma::mma_sync");
+    int out[8];
+    for (int e = 0; e < 8; ++e)
+    {
+        unsigned const i = unsigned(e) * 32 + lane, r = i / 16, col = i % 16;
+        int64_t acc = sc[i];
+        for (unsigned k = 0; k < 16; ++k)
+            acc += int64_t(sa[r * 16 + k]) * sb[k * 16 + col];
+        out[e] = int(int32_t(uint32_t(uint64_t(acc)))); // two's-complement wrap, as the GPU's int32 adder
+    }
+    ::simt::detail::warpSync(0xffffffffu, "wmma::mma_sync"); // all lanes read the scratch before d is written
+    for (int e = 0; e < 8; ++e)
+        d.x[e] = out[e];
 }
 } // namespace wmma
 } // namespace nvcuda

@@ -17,31 +17,37 @@ namespace kern
 {
 
 //! K segments of a conv layer: the 9 taps of its input.
-template <typename T>
+template <typename T, typename TO>
 struct ConvSegments
 {
-    LayerParams<T> const& P;
+    LayerParams<T, TO> const& P;
     int range_;
     static constexpr int kCount = 9;
     __device__ __forceinline__ int range(int) const { return range_; }
     __device__ __forceinline__ Segment<T> get(int t) const
     {
-        return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * P.cin, P.wLd};
+        if constexpr (sizeof(T) == 1) // packed INT8 weights: [tap][padNc(cout)][input stride]
+            return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * padNc(P.cout), P.wLd};
+        else
+            return Segment<T>{P.in, P.tapDelta[t], t, range_, P.w, t * P.cin, P.wLd};
     }
 };
 
 //! K segments of the collect: f_0..f_3 at the pixel itself (all channels at active pixels, dense ones elsewhere).
-template <typename T>
+template <typename T, typename TO>
 struct CollectSegments
 {
-    LayerParams<T> const& P;
+    LayerParams<T, TO> const& P;
     bool active;
     static constexpr int kCount = kSparseBlockLayers;
     __device__ __forceinline__ int range(int l) const { return active ? P.f[l].stride : P.f[l].padDense; }
     __device__ __forceinline__ Segment<T> get(int l) const
     {
         FeatureRef<T> const f = P.f[l];
-        return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc, P.collectRow[l], P.wcLd};
+        if constexpr (sizeof(T) == 1) // packed INT8 collect weights: block l at element collectRow[l], [co][f.stride]
+            return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc + P.collectRow[l], 0, f.stride};
+        else
+            return Segment<T>{f, 0, kCentreTap, active ? f.stride : f.padDense, P.wc, P.collectRow[l], P.wcLd};
     }
 };
 
@@ -68,7 +74,7 @@ struct GemmLoop
     unsigned char* smem;
     int co0, cols, rows;
     int s, c0;
-    bool kCur; //!< the chunk being multiplied has 32 (FP16: two k-steps) rather than 16 channels
+    bool kCur; //!< the chunk being multiplied has 32 (FP16/INT8: two k-steps) rather than 16 channels
 
     //! Multiplies the chunk in stage kBuf while the next one is issued into the other stage; false after the last.
     template <int kBuf>
@@ -101,7 +107,7 @@ struct GemmLoop
     }
 };
 
-//! C tile (rows x cols of this pass) = sum over the segments' K chunks; left in shared memory as float.
+//! C tile (rows x cols of this pass) = sum over the segments' K chunks; left in shared memory (float; INT8: int32).
 //! kFull: cols == 64 (no column predicates in the main loop).
 template <typename T, bool kFull, typename Segs>
 __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols,
@@ -126,12 +132,13 @@ __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, uns
         }
     }
     __syncthreads(); // every warp is done reading the stages: C overwrites them
-    float* const sC = reinterpret_cast<float*>(smem);
+    using Acc = typename L::Acc;
+    Acc* const sC = reinterpret_cast<Acc*>(smem);
     if (any)
         mma.store(sC, rows, cols);
     else // no K at all (no dense inputs for an inactive tile): z = 0
         for (int i = threadIdx.x; i < kRows * L::kLdC; i += kThreads)
-            sC[i] = 0.0f;
+            sC[i] = Acc(0);
     __syncthreads();
 }
 
@@ -146,21 +153,49 @@ __device__ __forceinline__ void gemmPass(
         runGemm<T, false>(segs, ld, smem, co0, cols, rows);
 }
 
-//! FP16: at least 3 blocks (12 warps) per SM, which fits the ~168 registers without spills; FP32 (SIMT FMA, the
-//! correctness path) keeps the compiler's choice.
+//! FP16 / INT8: at least 3 blocks (12 warps) per SM, which fits the ~168 registers without spills; FP32 (SIMT FMA,
+//! the correctness path) keeps the compiler's choice.
 template <typename T>
 struct MinBlocks
 {
-    static constexpr int value = sizeof(T) == 2 ? 3 : 1;
+    static constexpr int value = sizeof(T) == 4 ? 1 : 3;
 };
 
-template <typename T, bool kCollect>
-__global__ void __launch_bounds__(kThreads, MinBlocks<T>::value) layerKernel(LayerParams<T> const P)
+//! Epilogue functors; INT8: the launch's multipliers, staged in dynamic shared memory after the stages / C tile
+//! (per-thread channel indices into the constant-bank parameters would serialise).
+template <typename T, typename TO>
+struct Epilogues
+{
+    ConvAct<T> conv;
+    CollectAct<T> collect;
+    __device__ __forceinline__ static Epilogues load(LayerParams<T, TO> const&, unsigned char*) { return {}; }
+};
+template <typename TO>
+struct Epilogues<signed char, TO>
+{
+    ConvAct<signed char> conv;
+    CollectAct<signed char> collect;
+    //! Before the kernel's first barrier (which publishes the stores).
+    __device__ __forceinline__ static Epilogues load(LayerParams<signed char, TO> const& P, unsigned char* smem)
+    {
+        float* const s = reinterpret_cast<float*>(smem + TileLayout<signed char>::kBytes);
+        for (int i = threadIdx.x; i < kMaxInt8Channels; i += kThreads)
+        {
+            s[i] = i < P.cout ? P.q.requant[i] : 0.0f;
+            s[kMaxInt8Channels + i] = i < P.channels ? P.q.collect[i] : 0.0f;
+        }
+        return Epilogues{ConvAct<signed char>{s}, CollectAct<signed char>{s + kMaxInt8Channels}};
+    }
+};
+
+template <typename T, typename TO, bool kCollect>
+__global__ void __launch_bounds__(kThreads, MinBlocks<T>::value) layerKernel(LayerParams<T, TO> const P)
 {
     SIMT_DYNAMIC_SHARED(unsigned char, smem);
     __shared__ int4 sRows[kRows]; // neighbour-map entries of the tile's pixels
     __shared__ int sInfo[3];      // active flag, list offset, row count
 
+    Epilogues<T, TO> const epi = Epilogues<T, TO>::load(P, smem);
     if (threadIdx.x == 0)
     {
         int const nActive = P.counts[0], nInactive = P.counts[1];
@@ -185,29 +220,29 @@ __global__ void __launch_bounds__(kThreads, MinBlocks<T>::value) layerKernel(Lay
     __syncthreads();
     TileLoader<T> ld;
     ld.setRows(sRows, rows);
-    float const* const sC = reinterpret_cast<float const*>(smem);
+    auto const* const sC = reinterpret_cast<typename Tile<T>::Acc const*>(smem);
 
     if (convWork)
     {
         int const nOut = active ? P.cout : P.dOut;
-        ConvSegments<T> const segs{P, active ? P.in.stride : P.in.padDense};
+        ConvSegments<T, TO> const segs{P, active ? P.in.stride : P.in.padDense};
         for (int co0 = 0; co0 < nOut; co0 += kNc)
         {
             int const cols = nOut - co0 < kNc ? nOut - co0 : kNc;
             gemmPass(segs, ld, smem, co0, cols, rows);
-            storeConvTile(P, sC, sRows, rows, active, co0, cols);
+            storeConvTile(P, sC, sRows, rows, active, co0, cols, epi.conv);
         }
     }
     if (kCollect)
     {
         // f_3 of this tile's pixels is in global memory: the barrier at the start of runGemm makes it visible to
         // the block's copies (other tiles' pixels are never read by the collect).
-        CollectSegments<T> const segs{P, active};
+        CollectSegments<T, TO> const segs{P, active};
         for (int co0 = 0; co0 < P.channels; co0 += kNc)
         {
             int const cols = P.channels - co0 < kNc ? P.channels - co0 : kNc;
             gemmPass(segs, ld, smem, co0, cols, rows);
-            storeCollectTile(P, sC, sRows, rows, co0, cols);
+            storeCollectTile(P, sC, sRows, rows, co0, cols, epi.collect);
         }
     }
 }

@@ -13,21 +13,21 @@ namespace smsr
 namespace kern
 {
 
-template <typename T>
+template <typename T, typename TM = T>
 struct PrepareParams
 {
-    T const* mask;  //!< N x 1 x H x W
+    TM const* mask; //!< N x 1 x H x W
     int h, w;
     int* counts;    //!< [0] active, [1] inactive (zeroed before the launch)
     int4* activeList;
     int4* inactiveList;
     T const* x;     //!< N x C x H x W, or nullptr: x is already channels-last (read in place)
     int channels;
-    T* packed;      //!< N*H*W x pad8(C)
+    T* packed;      //!< N*H*W x padG(C)
 };
 
-template <typename T>
-__global__ void __launch_bounds__(kPrepThreads) prepareKernel(PrepareParams<T> const P)
+template <typename T, typename TM>
+__global__ void __launch_bounds__(kPrepThreads) prepareKernel(PrepareParams<T, TM> const P)
 {
     int const yy = blockIdx.x, n = blockIdx.z;
     int const xx = blockIdx.y * kPrepThreads + threadIdx.x;
@@ -81,12 +81,12 @@ __global__ void __launch_bounds__(kPrepThreads) prepareKernel(PrepareParams<T> c
 
     if (P.x == nullptr || !valid)
         return;
-    // Pack x: coalesced planar reads (consecutive threads = consecutive x), one 16-byte store per 8 channels
-    // (FP32: two), pad channels written as zeros.
+    // Pack x: coalesced planar reads (consecutive threads = consecutive x), one 16-byte store per group of 8
+    // channels (FP32: two; INT8: one per 16 channels), pad channels written as zeros.
     constexpr int V = 16 / int(sizeof(T));
     size_t const plane = size_t(P.h) * P.w;
     T const* src = P.x + size_t(n) * P.channels * plane + size_t(yx);
-    int const stride = pad8(P.channels);
+    int const stride = padGroup<T>(P.channels);
     T* dst = P.packed + size_t(p) * stride;
     for (int c0 = 0; c0 < stride; c0 += V)
     {

@@ -3,8 +3,9 @@
  *
  * GEMM per tile: M = 128 listed pixels, N = 64 natural output channels per pass, K = segments x padded channels.
  * A segment is one tap of the 3x3 conv (feature f_in shifted by tapDelta[t]) or one feature f_l of the collect.
- * A K chunk is kChunk padded channels of one segment (32 for FP16 = 2 WMMA k-steps, 16 for FP32). Every A vector is
- * 16 bytes of 8 (FP16) padded channels at address base + (p + delta) * stride + pc: the only per-row data are p and
+ * A K chunk is kChunk padded channels of one segment (32 for FP16 and INT8 = 2 WMMA k-steps, 16 for FP32). Every A
+ * vector is 16 bytes: 8 FP16 or 16 INT8 padded channels (one group) at address base + (p + delta) * stride + pc
+ * (FP32: two per group): the only per-row data are p and
  * the neighbour bits, kept in registers; the only per-chunk work is adds and compares (no division or modulo).
  * A vector is loaded when the row exists and the tap is in bounds (dense channels) or its pixel active (sparse
  * channels); otherwise it is zero-filled. B rows map a padded channel to its natural weight row (zero fill for pads).
@@ -18,45 +19,85 @@ namespace smsr
 namespace kern
 {
 
-//! Shared-memory stages: [stage][A: kRows x kLdA | B: kChunk x kLdB] in T; the float C tile reuses them.
+//! Shared-memory stages: [stage][A | B] in T; the accumulator C tile (Acc: float, INT8: int32) reuses them.
+//! aAt(row, k) / bAt(k, col): element offset of A[row][k] / B[k][col] inside a stage (k, col multiples of 8 or 16);
+//! fragments are loaded at aAt(row, k) / bAt(k, col) with leading dimension kLdmA / kLdmB.
+//! Float types: row-major A (kRows x kLdA) and B (kChunk x kLdB), padded rows.
 template <typename T>
 struct Tile;
 template <>
 struct Tile<__half>
 {
+    using Acc = float;
+    using LayoutB = nvcuda::wmma::row_major;
     static constexpr int kChunk = 32;               // K per chunk (2 WMMA k-steps)
     static constexpr int kLdA = 40, kLdB = 72;      // +8 halves: conflict-free fragment loads, 32-byte aligned rows
     static constexpr int kLdC = 68;
+    static constexpr int kLdmA = kLdA, kLdmB = kLdB;
+    static constexpr int kElemsA = kRows * kLdA, kElemsB = kChunk * kLdB;
+    static constexpr int aAt(int row, int k) { return row * kLdA + k; }
+    static constexpr int bAt(int k, int col) { return k * kLdB + col; }
 };
 template <>
 struct Tile<float>
 {
+    using Acc = float;
+    using LayoutB = nvcuda::wmma::row_major;
     static constexpr int kChunk = 16;               // keeps 2 stages + C within 48 KB
     static constexpr int kLdA = 20, kLdB = 68;
     static constexpr int kLdC = 68;
+    static constexpr int kLdmA = kLdA, kLdmB = kLdB;
+    static constexpr int kElemsA = kRows * kLdA, kElemsB = kChunk * kLdB;
+    static constexpr int aAt(int row, int k) { return row * kLdA + k; }
+    static constexpr int bAt(int k, int col) { return k * kLdB + col; }
+};
+//! INT8: the integer tensor cores take both operands K-contiguous (IMMA "TN"; a row-major s8 B fragment compiles to
+//! byte loads), so B is col-major here, copied from the K-contiguous weight copy packWeightsInt8Kernel makes. A
+//! WMMA s8 fragment pointer must be 32-byte aligned, so a 16-channel k-step can not start 16 bytes into a row: A and
+//! B are stored k-step-major, A = 2 matrices (one per 16-channel k-step) of kRows x 16 bytes, B = 2 matrices of
+//! kNc columns x 16 bytes. Every fragment is then 256 contiguous bytes (16 rows x 16 bytes: 8-row phases of 128
+//! bytes, conflict-free LDSM) and every 16-byte copy fills one row (A) or column (B).
+template <>
+struct Tile<signed char>
+{
+    using Acc = int;
+    using LayoutB = nvcuda::wmma::col_major;
+    static constexpr int kChunk = 32;               // K per chunk (2 WMMA k-steps)
+    static constexpr int kLdA = 16, kLdB = 16;      // bytes per row (A) / column (B) of one k-step matrix
+    static constexpr int kLdC = 68;
+    static constexpr int kLdmA = 16, kLdmB = 16;
+    static constexpr int kElemsA = kRows * kChunk, kElemsB = kChunk * kNc;
+    static constexpr int aAt(int row, int k) { return (k >> 4) * (kRows * 16) + row * 16 + (k & 15); }
+    static constexpr int bAt(int k, int col) { return (k >> 4) * (kNc * 16) + col * 16 + (k & 15); }
 };
 
 template <typename T>
 struct TileLayout
 {
     using C = Tile<T>;
+    using Acc = typename C::Acc;
     static constexpr int kChunk = C::kChunk, kLdA = C::kLdA, kLdB = C::kLdB, kLdC = C::kLdC;
+    static constexpr int kG = Group<T>::value;                   // channels per padded group
     static constexpr int kV = 16 / int(sizeof(T));               // elements per 16-byte copy
-    static constexpr int kVecs = kChunk / kPad;                  // 8-channel vectors per A row and chunk
-    static constexpr int kCopiesPerVec = kPad / kV;              // 16-byte copies per 8-channel vector
+    static constexpr int kVecs = kChunk / kG;                    // channel groups per A row and chunk
+    static constexpr int kCopiesPerVec = kG / kV;                // 16-byte copies per group
     static constexpr int kRowThreads = kThreads / kVecs;         // rows covered by one pass of the block
     static constexpr int kRowsPerThread = kRows / kRowThreads;
     static constexpr int kBCopiesPerRow = kNc / kV;              // 16-byte copies per B row
     static constexpr int kBCopies = kChunk * kBCopiesPerRow / kThreads; // B copies per thread and chunk
     static constexpr int kBRowThreads = kThreads / kBCopiesPerRow;
     static_assert(kBCopies * kThreads == kChunk * kBCopiesPerRow, "whole B copies per thread");
-    static constexpr int kBytesA = kRows * kLdA * int(sizeof(T));
-    static constexpr int kBytesB = kChunk * kLdB * int(sizeof(T));
+    static constexpr int kBytesA = C::kElemsA * int(sizeof(T));
+    static constexpr int kBytesB = C::kElemsB * int(sizeof(T));
     static constexpr int kBytesStage = kBytesA + kBytesB;
     static constexpr int kBytesC = kRows * kLdC * 4;
     static constexpr int kBytes = 2 * kBytesStage > kBytesC ? 2 * kBytesStage : kBytesC;
+    //! INT8: the epilogue scales (requant + collect multipliers) after the stages / C tile.
+    static constexpr int kBytesScales = sizeof(T) == 1 ? 2 * kMaxInt8Channels * 4 : 0;
+    static constexpr int kBytesDynamic = kBytes + kBytesScales; //!< dynamic shared memory of a layer kernel
+    static_assert(sizeof(Acc) == 4, "C tile of 32-bit accumulators");
     static_assert(kBytesA % 32 == 0 && kBytesStage % 32 == 0, "WMMA needs 256-bit aligned tiles");
-    static_assert(kBytes <= 48 * 1024, "no opt-in shared memory needed on any SM");
+    static_assert(kBytesDynamic <= 48 * 1024, "no opt-in shared memory needed on any SM");
 };
 
 //! One K segment: a feature tensor read at a pixel offset, and the weight rows that multiply it.
@@ -108,6 +149,11 @@ struct TileLoader
         }
     }
 
+    //! INT8 B copies: thread = (output column tid / 2, 16-channel group tid % 2) of the chunk, one copy each.
+    static constexpr bool kKMajorB = sizeof(T) == 1;
+    __device__ __forceinline__ static int bColK() { return threadIdx.x >> 1; }
+    __device__ __forceinline__ static int bSlotK() { return (threadIdx.x & 1) * 16; }
+
     __device__ __forceinline__ void begin(Segment<T> const& s, int co0)
     {
         segOk = 0;
@@ -123,7 +169,10 @@ struct TileLoader
 #endif
             segOk |= (in | act << 1) << (2 * i);
         }
-        bCol0 = s.w + (ptrdiff_t(s.wRow0) * s.ldw + co0 + bCol());
+        if constexpr (kKMajorB) // K-contiguous rows, one per output channel (zero rows up to a multiple of kNc)
+            bCol0 = s.w + (ptrdiff_t(s.wRow0 + co0 + bColK()) * s.ldw + bSlotK());
+        else
+            bCol0 = s.w + (ptrdiff_t(s.wRow0) * s.ldw + co0 + bCol());
         bColLeft = s.ldw - (co0 + bCol()); // columns from this thread's first one (zeros past the output channels)
         range = s.range;
         padDense = s.f.padDense;
@@ -137,7 +186,7 @@ struct TileLoader
     //! into registers (stored by land()).
     __device__ __forceinline__ void issue(int c0, T* sA, T* sB)
     {
-        int const pc = c0 + slot() * kPad;
+        int const pc = c0 + slot() * L::kG;
         bool const inRange = pc < range;
         int const sparseSel = pc >= padDense ? 1 : 0;
         SMSR_UNROLL
@@ -149,11 +198,23 @@ struct TileLoader
             for (int c = 0; c < L::kCopiesPerVec; ++c)
             {
 #if defined(SMSR_ASYNC_COPY)
-                copy16Async(sA + row(i) * L::kLdA + slot() * kPad + c * L::kV, src + c * L::kV, pred);
+                copy16Async(sA + L::C::aAt(row(i), slot() * L::kG + c * L::kV), src + c * L::kV, pred);
 #else
                 stA[i][c] = load16(src + c * L::kV, pred);
 #endif
             }
+        }
+        if constexpr (kKMajorB)
+        {
+            // INT8: the packed weights are already in the padded channel order (zeros at the pads).
+            static_assert(L::kChunk * kNc / 16 == kThreads, "one B copy per thread");
+#if defined(SMSR_ASYNC_COPY)
+            copy16Async(sB + L::C::bAt(bSlotK(), bColK()), bCol0 + c0, c0 + bSlotK() < range);
+#else
+            stB[0] = load16(bCol0 + c0, c0 + bSlotK() < range);
+#endif
+            copyCommit();
+            return;
         }
         // B row k = padded channel c0 + k -> natural row (dense: same index; sparse: minus the dense padding).
         // Weight rows are 16-byte aligned with zeros past the output channels (padded copy when Cout % 8 != 0).
@@ -166,7 +227,7 @@ struct TileLoader
             bool const pred = pk < range && pk < (sparseRow ? sparseEnd : denseEnd) && bColLeft > 0;
             T const* src = bCol0 + ptrdiff_t(nat) * ldw;
 #if defined(SMSR_ASYNC_COPY)
-            copy16Async(sB + bRow(j) * L::kLdB + bCol(), src, pred);
+            copy16Async(sB + L::C::bAt(bRow(j), bCol()), src, pred);
 #else
             stB[j] = load16(src, pred);
 #endif
@@ -182,10 +243,13 @@ struct TileLoader
         for (int i = 0; i < L::kRowsPerThread; ++i)
             SMSR_UNROLL
             for (int c = 0; c < L::kCopiesPerVec; ++c)
-                *reinterpret_cast<uint4*>(sA + row(i) * L::kLdA + slot() * kPad + c * L::kV) = stA[i][c];
-        SMSR_UNROLL
-        for (int j = 0; j < L::kBCopies; ++j)
-            *reinterpret_cast<uint4*>(sB + bRow(j) * L::kLdB + bCol()) = stB[j];
+                *reinterpret_cast<uint4*>(sA + L::C::aAt(row(i), slot() * L::kG + c * L::kV)) = stA[i][c];
+        if constexpr (kKMajorB)
+            *reinterpret_cast<uint4*>(sB + L::C::bAt(bSlotK(), bColK())) = stB[0];
+        else
+            SMSR_UNROLL
+            for (int j = 0; j < L::kBCopies; ++j)
+                *reinterpret_cast<uint4*>(sB + L::C::bAt(bRow(j), bCol())) = stB[j];
 #else
         (void) sA;
         (void) sB;

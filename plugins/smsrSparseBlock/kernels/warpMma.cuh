@@ -1,6 +1,7 @@
 /*
  * Warp-level MMA of one K chunk held in shared memory.
- * FP16: WMMA m16n16k16, FP32 accumulate; 4 warps as 2 (rows) x 2 (columns), each warp a 64 x 32 tile:
+ * FP16 / INT8: WMMA m16n16k16 (half -> float, or signed char -> int32 on sm_72+); 4 warps as 2 (rows) x 2 (columns),
+ *       each warp a 64 x 32 tile:
  *       4 A + 2 B fragment loads per 8 MMAs (16 HMMA.16816) per k-step. Warps whose rows are past the tile's end or whose columns
  *       are past the pass's output channels skip their work (warp-uniform tests).
  * FP32: SIMT FMA; thread t owns row t and the 64 output channels.
@@ -14,11 +15,14 @@ namespace smsr
 namespace kern
 {
 
-struct MmaHalf
+//! T = __half (Acc float) or signed char (Acc int); fragment addresses from the stage layout Tile<T>.
+template <typename T>
+struct MmaWmma
 {
-    using L = TileLayout<__half>;
+    using L = TileLayout<T>;
+    using Acc = typename L::Acc;
     static constexpr int kM = 4; //!< 16-row fragments per warp
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc[kM][2];
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, Acc> acc[kM][2];
 
     __device__ __forceinline__ int rowBase() const { return (threadIdx.x >> 6) * 64; }     // warp >> 1
     __device__ __forceinline__ int colBase() const { return ((threadIdx.x >> 5) & 1) * 32; } // warp & 1
@@ -29,20 +33,20 @@ struct MmaHalf
         for (int i = 0; i < kM; ++i)
             SMSR_UNROLL
             for (int j = 0; j < 2; ++j)
-                nvcuda::wmma::fill_fragment(acc[i][j], 0.0f);
+                nvcuda::wmma::fill_fragment(acc[i][j], Acc(0));
     }
 
     //! One 16-channel k-step at column offset k of the stage.
-    __device__ __forceinline__ void kStep(__half const* sA, __half const* sB, int k, int r0, int c0, bool col1)
+    __device__ __forceinline__ void kStep(T const* sA, T const* sB, int k, int r0, int c0, bool col1)
     {
-        nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> a[kM];
-        nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __half, nvcuda::wmma::row_major> b[2];
+        nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, T, nvcuda::wmma::row_major> a[kM];
+        nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, T, typename L::C::LayoutB> b[2];
         SMSR_UNROLL
         for (int i = 0; i < kM; ++i)
-            nvcuda::wmma::load_matrix_sync(a[i], sA + (r0 + 16 * i) * L::kLdA + k, L::kLdA);
-        nvcuda::wmma::load_matrix_sync(b[0], sB + k * L::kLdB + c0, L::kLdB);
+            nvcuda::wmma::load_matrix_sync(a[i], sA + L::C::aAt(r0 + 16 * i, k), L::C::kLdmA);
+        nvcuda::wmma::load_matrix_sync(b[0], sB + L::C::bAt(k, c0), L::C::kLdmB);
         if (col1)
-            nvcuda::wmma::load_matrix_sync(b[1], sB + k * L::kLdB + c0 + 16, L::kLdB);
+            nvcuda::wmma::load_matrix_sync(b[1], sB + L::C::bAt(k, c0 + 16), L::C::kLdmB);
         SMSR_UNROLL
         for (int i = 0; i < kM; ++i)
         {
@@ -55,7 +59,7 @@ struct MmaHalf
     //! A chunk of 16 (two = false) or 32 padded channels; rows/cols = valid extent of the tile (warp-uniform skips).
     //! kFull: cols == 64 (every warp has both column fragments: no predicates in the MMA sequence).
     template <bool kFull>
-    __device__ __forceinline__ void step(__half const* sA, __half const* sB, bool two, int rows, int cols)
+    __device__ __forceinline__ void step(T const* sA, T const* sB, bool two, int rows, int cols)
     {
         int const r0 = rowBase(), c0 = colBase();
         if (r0 >= rows || (!kFull && c0 >= cols))
@@ -66,7 +70,7 @@ struct MmaHalf
             kStep(sA, sB, 16, r0, c0, col1);
     }
 
-    __device__ __forceinline__ void store(float* sC, int rows, int cols)
+    __device__ __forceinline__ void store(Acc* sC, int rows, int cols)
     {
         int const r0 = rowBase(), c0 = colBase();
         if (r0 >= rows || c0 >= cols)
@@ -80,6 +84,9 @@ struct MmaHalf
                         nvcuda::wmma::mem_row_major);
     }
 };
+
+using MmaHalf = MmaWmma<__half>;
+using MmaInt8 = MmaWmma<signed char>;
 
 struct MmaFloat
 {
@@ -133,6 +140,11 @@ template <>
 struct MmaFor<float>
 {
     using type = MmaFloat;
+};
+template <>
+struct MmaFor<signed char>
+{
+    using type = MmaInt8;
 };
 
 } // namespace kern

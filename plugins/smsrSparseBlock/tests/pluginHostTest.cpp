@@ -18,6 +18,7 @@
  *        smsr_trt_plugin_emu_host_test <path/to/libsmsr_trt_plugin_emu.so>
  */
 #include "kernels/sparseBlockKernels.h"
+#include "int8BlockReference.h"
 
 #include <NvInferRuntime.h>
 
@@ -251,13 +252,19 @@ void testCreator(IPluginCreatorV3One* c)
     CHECK(std::strcmp(c->getPluginVersion(), "2") == 0);
     CHECK(std::strcmp(c->getPluginNamespace(), "") == 0);
     PluginFieldCollection const* names = c->getFieldNames();
-    CHECK(names != nullptr && names->nbFields == 2);
-    if (names != nullptr && names->nbFields == 2)
+    CHECK(names != nullptr && names->nbFields == 6);
+    if (names != nullptr && names->nbFields == 6)
     {
         CHECK(std::strcmp(names->fields[0].name, "dense_channels") == 0);
         CHECK(std::strcmp(names->fields[1].name, "sparse_channels") == 0);
         CHECK(names->fields[0].type == PluginFieldType::kINT32 && names->fields[0].length == 4);
         CHECK(names->fields[1].type == PluginFieldType::kINT32 && names->fields[1].length == 4);
+        // INT8 mode: the parser converts the node's float attributes to these types.
+        char const* const int8Names[4] = {"x_scale", "feature_scales", "weight_scales", "collect_scales"};
+        int32_t const lengths[4] = {1, 4, 0, 0}; // 0: variable (sum Cout_l, C)
+        for (int32_t i = 0; i < 4; ++i)
+            CHECK(std::strcmp(names->fields[2 + i].name, int8Names[i]) == 0
+                && names->fields[2 + i].type == PluginFieldType::kFLOAT32 && names->fields[2 + i].length == lengths[i]);
     }
 }
 
@@ -352,7 +359,8 @@ void testPlugin(IPluginCreatorV3One* c)
     CHECK(logged("w2 has type HALF but x has type FLOAT"));
     std::fill(in, in + 8, DataType::kINT8);
     CHECK(build->getOutputDataTypes(out, 1, in, 8) != 0);
-    CHECK(logged("x has type INT8; supported types are FLOAT and HALF"));
+    CHECK(logged("x has type INT8 but the node has no INT8 scale fields"));
+    CHECK(logged("x INT8 (the output of a QuantizeLinear node"));
     CHECK(build->getOutputDataTypes(out, 1, in, 7) != 0);
     CHECK(logged("expects 8 inputs"));
 
@@ -563,6 +571,325 @@ void testPlugin(IPluginCreatorV3One* c)
         CHECK(art->enqueue(good32.data(), good32.data() + 8, nullptr, nullptr, nullptr, nullptr) != 0);
         CHECK(recorder.getNbErrors() == 3);
         delete att;
+    }
+    delete cl;
+}
+
+
+// ---- INT8 mode ------------------------------------------------------------------------------------------------
+//! The four INT8 scale fields for block 0 (C = 64, sum Cout = 256); values distinct so a mix-up shows.
+struct Int8Fields : Fields
+{
+    float x{0.02F};
+    float feature[4]{0.05F, 0.04F, 0.03F, 0.025F};
+    std::vector<float> weight = std::vector<float>(256);
+    std::vector<float> collect = std::vector<float>(64);
+    Int8Fields()
+    {
+        for (size_t i = 0; i < weight.size(); ++i)
+            weight[i] = 1e-3F * float(i + 1);
+        for (size_t i = 0; i < collect.size(); ++i)
+            collect[i] = 2e-3F * float(i + 1);
+        f = goodFields().f;
+        f.emplace_back("x_scale", &x, PluginFieldType::kFLOAT32, 1);
+        f.emplace_back("feature_scales", feature, PluginFieldType::kFLOAT32, 4);
+        f.emplace_back("weight_scales", weight.data(), PluginFieldType::kFLOAT32, 256);
+        f.emplace_back("collect_scales", collect.data(), PluginFieldType::kFLOAT32, 64);
+    }
+    PluginField& field(char const* name)
+    {
+        for (auto& e : f)
+            if (std::strcmp(e.name, name) == 0)
+                return e;
+        return f[0];
+    }
+};
+
+//! The float values of field `name` in the plugin's serialized fields (empty when absent or not FLOAT32).
+std::vector<float> serializedFloats(IPluginV3* p, char const* name)
+{
+    PluginFieldCollection const* fc = runtimeOf(p)->getFieldsToSerialize();
+    for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
+        if (std::strcmp(fc->fields[i].name, name) == 0 && fc->fields[i].type == PluginFieldType::kFLOAT32)
+        {
+            auto const* v = static_cast<float const*>(fc->fields[i].data);
+            return std::vector<float>(v, v + fc->fields[i].length);
+        }
+    return {};
+}
+
+//! Input types of an INT8 block: x and weights INT8, mask / bc (and y) `t`.
+void int8Types(DataType* in, DataType t)
+{
+    std::fill(in, in + 8, DataType::kINT8);
+    in[1] = in[7] = t;
+}
+
+//! Dynamic descriptors of an INT8 block (float type t for mask, bc, y).
+std::vector<DynamicPluginTensorDesc> int8Desc(std::vector<Dims> const& d, DataType t)
+{
+    auto io = dynDesc(d, DataType::kINT8);
+    io[1].desc.type = io[7].desc.type = io[8].desc.type = t;
+    return io;
+}
+
+void testInt8BadFields(IPluginCreatorV3One* c)
+{
+    {
+        Int8Fields f;
+        f.f.erase(f.f.begin() + 4); // drop weight_scales
+        expectBadFields(c, f.get(), "INT8 scale field(s) 'x_scale', 'feature_scales', 'collect_scales' given without "
+                                    "'weight_scales' (256 floats");
+        CHECK(logged("needs all four of x_scale, feature_scales, weight_scales, collect_scales"));
+    }
+    {
+        Fields f = goodFields(); // one scale field on an otherwise float node
+        float const x = 0.1F;
+        f.f.emplace_back("x_scale", &x, PluginFieldType::kFLOAT32, 1);
+        expectBadFields(c, f.get(), "given without 'feature_scales' (4 floats");
+        CHECK(logged("'collect_scales' (C floats"));
+    }
+    {
+        Int8Fields f;
+        f.field("weight_scales").length = 255;
+        expectBadFields(c, f.get(), "field 'weight_scales' must have 256 floats");
+        CHECK(logged("got 255 values"));
+    }
+    {
+        Int8Fields f;
+        f.field("feature_scales").length = 3;
+        expectBadFields(c, f.get(), "field 'feature_scales' must have 4 floats");
+    }
+    {
+        Int8Fields f;
+        f.field("x_scale").length = 2;
+        expectBadFields(c, f.get(), "field 'x_scale' must have 1 float");
+    }
+    {
+        Int8Fields f;
+        f.x = 0.F;
+        expectBadFields(c, f.get(), "INT8: x_scale must be finite and > 0");
+    }
+    {
+        Int8Fields f;
+        f.weight[17] = NAN;
+        expectBadFields(c, f.get(), "INT8: every weight_scales value must be finite and > 0");
+    }
+    {
+        Int8Fields f;
+        f.collect[63] = -1.F;
+        expectBadFields(c, f.get(), "INT8: every collect_scales value must be finite and > 0");
+    }
+    {
+        Int8Fields f;
+        int32_t const xs = 1;
+        f.field("x_scale") = PluginField("x_scale", &xs, PluginFieldType::kINT32, 1);
+        expectBadFields(c, f.get(), "field 'x_scale' must hold floats");
+    }
+    {
+        Int8Fields f;
+        f.f.push_back(f.field("collect_scales"));
+        expectBadFields(c, f.get(), "field 'collect_scales' given twice");
+    }
+    {
+        // FLOAT64 values are accepted (converted to float32, which is what the kernels use).
+        Int8Fields f;
+        double const x64 = 0.02;
+        f.field("x_scale") = PluginField("x_scale", &x64, PluginFieldType::kFLOAT64, 1);
+        IPluginV3* p = c->createPlugin("f64", f.get(), TensorRTPhase::kBUILD);
+        CHECK(p != nullptr);
+        CHECK(p != nullptr && serializedFloats(p, "x_scale") == std::vector<float>{0.02F});
+        delete p;
+    }
+}
+
+void testInt8Plugin(IPluginCreatorV3One* c)
+{
+    Int8Fields fields;
+    IPluginV3* p = c->createPlugin("smb0", fields.get(), TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    if (p == nullptr)
+        return;
+    IPluginV3OneBuild* build = buildOf(p);
+    CHECK(std::string(build->getMetadataString()).find("dense_channels=24,9,3,0 sparse_channels=40,55,61,64 int8")
+        == 0);
+
+    // Output type = the mask's; the other mode's graph is refused with what the graph must look like.
+    DataType in[8], out[1];
+    for (auto t : {DataType::kFLOAT, DataType::kHALF})
+    {
+        int8Types(in, t);
+        out[0] = DataType::kINT32;
+        CHECK(build->getOutputDataTypes(out, 1, in, 8) == 0 && out[0] == t);
+    }
+    gMessages.clear();
+    std::fill(in, in + 8, DataType::kFLOAT);
+    CHECK(build->getOutputDataTypes(out, 1, in, 8) != 0);
+    CHECK(logged("x has type FLOAT but the node has INT8 scale fields"));
+    CHECK(logged("QuantizeLinear"));
+    gMessages.clear();
+    int8Types(in, DataType::kFLOAT);
+    in[3] = DataType::kFLOAT;
+    CHECK(build->getOutputDataTypes(out, 1, in, 8) != 0);
+    CHECK(logged("w1 has type FLOAT but an INT8 SMSRSparseBlock needs INT8 weight codes"));
+    gMessages.clear();
+    int8Types(in, DataType::kFLOAT);
+    in[7] = DataType::kHALF;
+    CHECK(build->getOutputDataTypes(out, 1, in, 8) != 0);
+    CHECK(logged("bc has type HALF but mask has type FLOAT"));
+    gMessages.clear();
+    int8Types(in, DataType::kINT8);
+    CHECK(build->getOutputDataTypes(out, 1, in, 8) != 0);
+    CHECK(logged("mask has type INT8"));
+
+    // Formats: x / weights INT8 linear, mask / bc / y one float type, all linear.
+    auto const d = blockDims(1, 32, 48);
+    for (auto t : {DataType::kFLOAT, DataType::kHALF})
+    {
+        auto io = int8Desc(d, t);
+        for (int32_t pos = 0; pos < 9; ++pos)
+            CHECK(build->supportsFormatCombination(pos, io.data(), 8, 1));
+        io[8].desc.type = t == DataType::kFLOAT ? DataType::kHALF : DataType::kFLOAT; // y must follow the mask
+        CHECK(!build->supportsFormatCombination(8, io.data(), 8, 1));
+    }
+    {
+        auto io = int8Desc(d, DataType::kFLOAT);
+        io[0].desc.type = DataType::kFLOAT;
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        io = int8Desc(d, DataType::kFLOAT);
+        io[0].desc.format = TensorFormat::kCHW4;
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        io = int8Desc(d, DataType::kFLOAT);
+        io[4].desc.type = DataType::kFLOAT;
+        CHECK(!build->supportsFormatCombination(4, io.data(), 8, 1));
+        io = int8Desc(d, DataType::kFLOAT);
+        io[1].desc.type = DataType::kINT8;
+        CHECK(!build->supportsFormatCombination(1, io.data(), 8, 1));
+        io = int8Desc(d, DataType::kHALF);
+        io[0].desc.format = io[8].desc.format = TensorFormat::kHWC8; // no channels-last in INT8 mode
+        CHECK(!build->supportsFormatCombination(0, io.data(), 8, 1));
+        CHECK(!build->supportsFormatCombination(8, io.data(), 8, 1));
+    }
+
+    // configurePlugin on a dynamic profile; workspace = the kernel library's INT8 size for the largest shape.
+    {
+        auto dyn = int8Desc(blockDims(-1, -1, -1), DataType::kHALF);
+        auto const lo = blockDims(1, 8, 8);
+        auto const hi = blockDims(2, 128, 96);
+        for (size_t i = 0; i < dyn.size(); ++i)
+        {
+            dyn[i].min = lo[i];
+            dyn[i].opt = hi[i];
+            dyn[i].max = hi[i];
+        }
+        gMessages.clear();
+        CHECK(build->configurePlugin(dyn.data(), 8, dyn.data() + 8, 1) == 0);
+        CHECK(gMessages.empty());
+        smsr::SparseBlockShape big{};
+        big.batch = 2;
+        big.channels = 64;
+        big.height = 128;
+        big.width = 96;
+        std::memcpy(big.dense, kDense, sizeof kDense);
+        std::memcpy(big.sparse, kSparse, sizeof kSparse);
+        CHECK(build->getWorkspaceSize(dyn.data(), 8, dyn.data() + 8, 1)
+            == smsr::getSparseBlockInt8WorkspaceSize(big, smsr::DataType::kHALF));
+        auto io = int8Desc(d, DataType::kFLOAT);
+        io[8].desc.type = DataType::kHALF;
+        gMessages.clear();
+        CHECK(build->configurePlugin(io.data(), 8, io.data() + 8, 1) != 0);
+        CHECK(logged("output y has type HALF but mask has type FLOAT"));
+    }
+    // collect_scales must have C values: checked once C is known (x's dims).
+    {
+        Int8Fields f;
+        f.field("collect_scales").length = 32;
+        IPluginV3* q = c->createPlugin("smb_c32", f.get(), TensorRTPhase::kBUILD);
+        CHECK(q != nullptr); // C is unknown to the creator
+        if (q != nullptr)
+        {
+            auto io = int8Desc(d, DataType::kFLOAT);
+            gMessages.clear();
+            CHECK(buildOf(q)->configurePlugin(io.data(), 8, io.data() + 8, 1) != 0);
+            CHECK(logged("field 'collect_scales' has 32 values but x has C = 64 channels"));
+        }
+        delete q;
+    }
+
+    // A block outside the INT8 kernels' limits (257 output channels in layer 0) is refused at build time.
+    {
+        int32_t const wideD[4] = {257, 1, 1, 1}, wideS[4] = {0, 0, 0, 0};
+        std::vector<float> ws(260, 1e-3F), cs(64, 1e-3F);
+        float const x = 0.02F, fs[4] = {0.05F, 0.05F, 0.05F, 0.05F};
+        Fields f;
+        f.f.emplace_back("dense_channels", wideD, PluginFieldType::kINT32, 4);
+        f.f.emplace_back("sparse_channels", wideS, PluginFieldType::kINT32, 4);
+        f.f.emplace_back("x_scale", &x, PluginFieldType::kFLOAT32, 1);
+        f.f.emplace_back("feature_scales", fs, PluginFieldType::kFLOAT32, 4);
+        f.f.emplace_back("weight_scales", ws.data(), PluginFieldType::kFLOAT32, 260);
+        f.f.emplace_back("collect_scales", cs.data(), PluginFieldType::kFLOAT32, 64);
+        IPluginV3* q = c->createPlugin("smb_wide", f.get(), TensorRTPhase::kBUILD);
+        CHECK(q != nullptr);
+        if (q != nullptr)
+        {
+            auto io = int8Desc({dims({1, 64, 8, 8}), dims({1, 1, 8, 8}), dims({3, 3, 64, 257}), dims({3, 3, 257, 1}),
+                                   dims({3, 3, 1, 1}), dims({3, 3, 1, 1}), dims({1, 1, 260, 64}), dims({64}),
+                                   dims({1, 64, 8, 8})},
+                DataType::kFLOAT);
+            gMessages.clear();
+            CHECK(buildOf(q)->configurePlugin(io.data(), 8, io.data() + 8, 1) != 0);
+            CHECK(logged("the kernel library's INT8 path does not support this block (at most 256 output channels"));
+        }
+        delete q;
+    }
+
+    // Serialization round trip: the INT8 fields come back bit for bit, in the runtime phase too.
+    {
+        PluginFieldCollection const* fc = runtimeOf(p)->getFieldsToSerialize();
+        CHECK(fc != nullptr && fc->nbFields == 6);
+        IPluginV3* q = c->createPlugin("smb0", fc, TensorRTPhase::kRUNTIME);
+        CHECK(q != nullptr);
+        if (q != nullptr)
+        {
+            CHECK(serializedFloats(q, "x_scale") == std::vector<float>{fields.x});
+            CHECK(serializedFloats(q, "feature_scales") == std::vector<float>(fields.feature, fields.feature + 4));
+            CHECK(serializedFloats(q, "weight_scales") == fields.weight);
+            CHECK(serializedFloats(q, "collect_scales") == fields.collect);
+            CHECK(std::string(buildOf(q)->getMetadataString()) == build->getMetadataString());
+        }
+        delete q;
+    }
+    // Clone keeps the INT8 fields (and outlives the original).
+    IPluginV3* cl = p->clone();
+    delete p;
+    CHECK(cl != nullptr && serializedFloats(cl, "weight_scales") == fields.weight);
+    if (cl != nullptr)
+    {
+        TestRecorder recorder;
+        TestContext ctx;
+        ctx.mRecorder = &recorder;
+        IPluginV3* att = runtimeOf(cl)->attachToContext(&ctx);
+        CHECK(att != nullptr && serializedFloats(att, "collect_scales") == fields.collect);
+        if (att != nullptr)
+        {
+            IPluginV3OneRuntime* art = runtimeOf(att);
+            for (auto t : {DataType::kFLOAT, DataType::kHALF})
+            {
+                auto rd = desc(blockDims(2, 17, 31), DataType::kINT8);
+                rd[1].type = rd[7].type = rd[8].type = t;
+                CHECK(art->onShapeChange(rd.data(), 8, rd.data() + 8, 1) == 0);
+            }
+            CHECK(recorder.mErrors.empty());
+            auto fl = desc(blockDims(2, 17, 31), DataType::kFLOAT); // a float graph's descriptors
+            CHECK(art->onShapeChange(fl.data(), 8, fl.data() + 8, 1) != 0);
+            CHECK(recorder.mErrors.size() == 1
+                && recorder.mErrors[0].find("x has type FLOAT but the node has INT8 scale fields") != std::string::npos);
+            // enqueue with a float graph's descriptors: refused by the full check, before any CUDA call.
+            std::vector<void const*> ins(8, nullptr);
+            std::vector<void*> outs(1, nullptr);
+            CHECK(art->enqueue(fl.data(), fl.data() + 8, ins.data(), outs.data(), nullptr, nullptr) != 0);
+            delete att;
+        }
     }
     delete cl;
 }
@@ -789,6 +1116,133 @@ void runEnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType type, uint3
     delete p;
 }
 
+
+using smsr_test::Int8Case;
+
+Int8Case makeInt8Case(Block const& b, bool half, uint32_t seed)
+{
+    smsr_test::Int8Block const ib{b.n, b.c, b.h, b.w, {b.dense[0], b.dense[1], b.dense[2], b.dense[3]},
+        {b.sparse[0], b.sparse[1], b.sparse[2], b.sparse[3]}};
+    float (*const io)(float) = half ? &roundHalf : static_cast<float (*)(float)>([](float v) { return v; });
+    return smsr_test::makeInt8Case(ib, io, seed);
+}
+
+//! The plugin's INT8 path through the TensorRT call sequence on the emulated kernels: y must be the contract's
+//! bits exactly (FP32 y; FP16 y = the float32 result rounded to half).
+void runInt8EnqueueCase(IPluginCreatorV3One* c, Block const& b, DataType outType, uint32_t seed)
+{
+    bool const half = outType == DataType::kHALF;
+    Int8Case k = makeInt8Case(b, half, seed);
+    Fields f;
+    f.f.emplace_back("dense_channels", b.dense, PluginFieldType::kINT32, 4);
+    f.f.emplace_back("sparse_channels", b.sparse, PluginFieldType::kINT32, 4);
+    f.f.emplace_back("x_scale", &k.xScale, PluginFieldType::kFLOAT32, 1);
+    f.f.emplace_back("feature_scales", k.feature, PluginFieldType::kFLOAT32, 4);
+    f.f.emplace_back("weight_scales", k.weightScales.data(), PluginFieldType::kFLOAT32, int32_t(k.weightScales.size()));
+    f.f.emplace_back("collect_scales", k.collectScales.data(), PluginFieldType::kFLOAT32, int32_t(k.collectScales.size()));
+    IPluginV3* p = c->createPlugin("emu_int8", f.get(), TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    if (p == nullptr)
+        return;
+    auto withTypes = [&](std::vector<Dims> const& d) {
+        auto io = dynDesc(d, DataType::kINT8);
+        io[1].desc.type = io[7].desc.type = io[8].desc.type = outType;
+        return io;
+    };
+    auto dyn = withTypes(b.ioDims(-1, -1, -1));
+    auto const lo = b.ioDims(1, 4, 4), hi = b.ioDims(b.n + 1, b.h + 1, b.w + 3);
+    for (size_t i = 0; i < dyn.size(); ++i)
+    {
+        dyn[i].min = lo[i];
+        dyn[i].opt = hi[i];
+        dyn[i].max = hi[i];
+    }
+    for (int32_t pos = 0; pos < 9; ++pos)
+        CHECK(buildOf(p)->supportsFormatCombination(pos, dyn.data(), 8, 1));
+    CHECK(buildOf(p)->configurePlugin(dyn.data(), 8, dyn.data() + 8, 1) == 0);
+    size_t const ws = buildOf(p)->getWorkspaceSize(dyn.data(), 8, dyn.data() + 8, 1);
+    smsr::SparseBlockShape big{};
+    big.batch = b.n + 1;
+    big.channels = b.c;
+    big.height = b.h + 1;
+    big.width = b.w + 3;
+    std::memcpy(big.dense, b.dense, sizeof big.dense);
+    std::memcpy(big.sparse, b.sparse, sizeof big.sparse);
+    CHECK(ws > 0 && ws == smsr::getSparseBlockInt8WorkspaceSize(big, half ? smsr::DataType::kHALF : smsr::DataType::kFLOAT));
+
+    // "Device" buffers (host memory under the emulation): x / weights int8 codes, mask / bc / y the I/O type.
+    size_t const esz = half ? 2 : 4;
+    auto putFloats = [&](std::vector<float> const& v) {
+        void* d = nullptr;
+        CHECK(cudaMalloc(&d, v.size() * esz) == cudaSuccess);
+        for (size_t j = 0; j < v.size(); ++j)
+        {
+            if (half)
+                static_cast<__half*>(d)[j] = __float2half_rn(v[j]);
+            else
+                static_cast<float*>(d)[j] = v[j];
+        }
+        return d;
+    };
+    auto putCodes = [&](std::vector<int8_t> const& v) {
+        void* d = nullptr;
+        CHECK(cudaMalloc(&d, v.size()) == cudaSuccess);
+        std::memcpy(d, v.data(), v.size());
+        return d;
+    };
+    std::vector<void*> buf{putCodes(k.x), putFloats(k.mask), putCodes(k.w[0]), putCodes(k.w[1]), putCodes(k.w[2]),
+        putCodes(k.w[3]), putCodes(k.wc), putFloats(k.bc), putFloats(std::vector<float>(k.y.size(), NAN))};
+    void* workspace = nullptr;
+    CHECK(cudaMalloc(&workspace, ws) == cudaSuccess);
+
+    TestRecorder recorder;
+    TestContext ctx;
+    ctx.mRecorder = &recorder;
+    IPluginV3* att = runtimeOf(p)->attachToContext(&ctx);
+    CHECK(att != nullptr);
+    if (att != nullptr)
+    {
+        auto io = b.ioDims(b.n, b.h, b.w);
+        auto rd = desc(io, DataType::kINT8);
+        rd[1].type = rd[7].type = rd[8].type = outType;
+        CHECK(runtimeOf(att)->onShapeChange(rd.data(), 8, rd.data() + 8, 1) == 0);
+        std::vector<void const*> ins(buf.begin(), buf.begin() + 8);
+        std::vector<void*> outs{buf[8]};
+        int32_t const rc = runtimeOf(att)->enqueue(rd.data(), rd.data() + 8, ins.data(), outs.data(), workspace, nullptr);
+        CHECK(rc == 0);
+        for (auto const& e : recorder.mErrors)
+            std::fprintf(stderr, "  enqueue error: %s\n", e.c_str());
+        CHECK(recorder.mErrors.empty());
+        size_t mismatches = 0;
+        for (size_t j = 0; j < k.y.size(); ++j)
+        {
+            bool same = false;
+            if (half)
+            {
+                __half const want = __float2half_rn(k.y[j]);
+                same = std::memcmp(&static_cast<__half*>(buf[8])[j], &want, 2) == 0;
+            }
+            else
+                same = std::memcmp(&static_cast<float*>(buf[8])[j], &k.y[j], 4) == 0;
+            mismatches += same ? 0 : 1;
+        }
+        // The data must exercise the epilogue: most feature codes neither 0 nor saturated at 127 would be too
+        // much to ask with ReLU and masks, but a good share must be.
+        double const spread = double(k.unsaturated) / double(k.featureCodes);
+        bool const ok = rc == 0 && mismatches == 0 && spread > 0.2;
+        CHECK(ok);
+        std::printf("%s plugin INT8 enqueue (emulated kernels) y %s N=%d C=%d H=%d W=%d dense=%d,%d,%d,%d: %zu of %zu "
+                    "y values differ from the contract's bits (feature codes in 1..126: %.0f %%), workspace %zu bytes\n",
+            ok ? "ok  " : "FAIL", half ? "FP16" : "FP32", b.n, b.c, b.h, b.w, b.dense[0], b.dense[1], b.dense[2],
+            b.dense[3], mismatches, k.y.size(), 100.0 * spread, ws);
+        delete att;
+    }
+    for (void* q : buf)
+        cudaFree(q);
+    cudaFree(workspace);
+    delete p;
+}
+
 void testEnqueue(IPluginCreatorV3One* c)
 {
     // Official-like splits, scaled to C=16: dense channels shrinking to zero in later layers; and a block whose
@@ -801,6 +1255,10 @@ void testEnqueue(IPluginCreatorV3One* c)
             runEnqueueCase(c, b, t, seed++);
     for (Block const& b : {a, z})
         runEnqueueCase(c, b, DataType::kHALF, seed++, true);
+    // INT8 mode: bit-exact against the contract.
+    for (Block const& b : {a, z})
+        for (DataType t : {DataType::kFLOAT, DataType::kHALF})
+            runInt8EnqueueCase(c, b, t, seed++);
 }
 #endif
 
@@ -820,7 +1278,8 @@ void testLogging(IPluginCreatorV3One* c)
     delete c->createPlugin("n2", none.get(), TensorRTPhase::kBUILD);
     CHECK(gMessages.empty());
 #endif
-    VersionedFinder versioned;
+    // static: it stays the library's logger finder for the remaining tests (a local would dangle after return)
+    static VersionedFinder versioned;
     gSetLoggerFinder(reinterpret_cast<ILoggerFinder*>(&versioned));
     gMessages.clear();
     delete c->createPlugin("n3", none.get(), TensorRTPhase::kRUNTIME);
@@ -870,6 +1329,8 @@ int main(int argc, char** argv)
     testCreator(creator);
     testBadFields(creator);
     testPlugin(creator);
+    testInt8BadFields(creator);
+    testInt8Plugin(creator);
 #if defined(SMSR_SIMT_EMULATION)
     testEnqueue(creator);
 #endif

@@ -112,5 +112,46 @@ int32_t smsr_capi_enqueue(int32_t const* dims, int32_t const* dense, int32_t con
         s, toType(fp16), t, workspace, workspaceSize, static_cast<cudaStream_t>(stream)));
 }
 
+//! INT8 mode (issue 14): workspace bytes (0 = unsupported shape: NCHW only, <= 256 channels per layer).
+size_t smsr_capi_int8_workspace_size(int32_t const* dims, int32_t const* dense, int32_t const* sparse, int32_t fp16)
+{
+    smsr::SparseBlockShape s;
+    if (!makeShape(dims, dense, sparse, 0, s))
+        return 0;
+    return smsr::getSparseBlockInt8WorkspaceSize(s, toType(fp16));
+}
+
+//! One INT8 block: x / weights / collectWeight int8 codes (device), mask / bc / y fp16 or fp32 (device); scales in
+//! host memory: xScale, featureScales[4], weightScales (sum Cout_l, layers concatenated), collectScales (C).
+int32_t smsr_capi_enqueue_int8(int32_t const* dims, int32_t const* dense, int32_t const* sparse, int32_t fp16,
+    void const* x, void const* mask, void const* const* weights, void const* collectWeight, void const* collectBias,
+    void* y, float xScale, float const* featureScales, float const* weightScales, float const* collectScales,
+    void* workspace, size_t workspaceSize, void* stream)
+{
+    smsr::SparseBlockShape s;
+    if (!makeShape(dims, dense, sparse, 0, s) || !weights || !featureScales || !weightScales)
+        return static_cast<int32_t>(cudaErrorInvalidValue);
+    smsr::SparseBlockTensors t;
+    t.x = x;
+    t.mask = mask;
+    for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
+        t.weights[l] = weights[l];
+    t.collectWeight = collectWeight;
+    t.collectBias = collectBias;
+    t.y = y;
+    smsr::SparseBlockInt8Scales q;
+    q.x = xScale;
+    int off = 0;
+    for (int l = 0; l < smsr::kSparseBlockLayers; ++l)
+    {
+        q.feature[l] = featureScales[l];
+        q.weight[l] = weightScales + off;
+        off += smsr::layerOutChannels(s, l);
+    }
+    q.collect = collectScales;
+    return static_cast<int32_t>(smsr::enqueueSparseBlockInt8(
+        s, toType(fp16), t, q, workspace, workspaceSize, static_cast<cudaStream_t>(stream)));
+}
+
 char const* smsr_capi_error_string(int32_t code) { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
 } // extern "C"

@@ -46,6 +46,16 @@ class BlockLibrary:
                                           ctypes.c_void_p, ctypes.c_void_p, _PTR4, ctypes.c_void_p,
                                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                                           ctypes.c_void_p]
+        self.supports_int8 = hasattr(lib, "smsr_capi_enqueue_int8")  # libraries built before issue 14 lack it
+        if self.supports_int8:
+            lib.smsr_capi_int8_workspace_size.restype = ctypes.c_size_t
+            lib.smsr_capi_int8_workspace_size.argtypes = [_I4, _I4, _I4, ctypes.c_int32]
+            lib.smsr_capi_enqueue_int8.restype = ctypes.c_int32
+            lib.smsr_capi_enqueue_int8.argtypes = [_I4, _I4, _I4, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
+                                                   _PTR4, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                                   ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p,
+                                                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                                   ctypes.c_void_p]
         lib.smsr_capi_error_string.restype = ctypes.c_char_p
         lib.smsr_capi_error_string.argtypes = [ctypes.c_int32]
         self._lib = lib
@@ -81,6 +91,40 @@ class BlockLibrary:
                                          y.data_ptr(), ws.data_ptr(), ws_bytes, stream)
         if rc != 0:
             raise RuntimeError(f"enqueueSparseBlock failed: {self._lib.smsr_capi_error_string(rc).decode()} ({rc})")
+        return y
+
+
+    def run_int8(self, x8, mask, weights8, wc8, bc, dense, sparse, scales) -> torch.Tensor:
+        """INT8 block (issue 14): x8 / weights8 / wc8 int8 codes, mask and bc float16/float32 (y's type), NCHW;
+        scales = calibration.int8_block.Int8BlockScales (host)."""
+        import numpy as np
+        if not self.supports_int8:
+            raise RuntimeError(f"{self.path} has no INT8 entry point (built before issue 14)")
+        n, c, h, w = x8.shape
+        dims, d4, s4 = _I4(n, c, h, w), _I4(*dense), _I4(*sparse)
+        if x8.dtype != torch.int8 or any(t.dtype != torch.int8 for t in (*weights8, wc8)):
+            raise TypeError("SMSRSparseBlock INT8: x, weights and collect weights must be int8 codes")
+        if mask.dtype not in (torch.float16, torch.float32) or bc.dtype != mask.dtype:
+            raise TypeError("SMSRSparseBlock INT8: mask and bias must share float16 or float32")
+        fp16 = mask.dtype == torch.float16
+        tensors = [t.contiguous() for t in (x8, mask, *weights8, wc8, bc)]
+        x8, mask, weights8, wc8, bc = tensors[0], tensors[1], tensors[2:6], tensors[6], tensors[7]
+        y = torch.empty((n, c, h, w), dtype=mask.dtype, device=x8.device)
+        ws_bytes = int(self._lib.smsr_capi_int8_workspace_size(dims, d4, s4, int(fp16)))
+        if ws_bytes == 0:
+            raise ValueError("SMSRSparseBlock INT8: shape not supported by the INT8 kernels")
+        ws = torch.empty(ws_bytes, dtype=torch.uint8, device=x8.device)
+        fs = np.asarray(scales.feature_scales, np.float32)
+        wsc = np.ascontiguousarray(scales.weight_scales, np.float32)
+        cs = np.ascontiguousarray(scales.collect_scales, np.float32)
+        stream = None if self.emulated else torch.cuda.current_stream(x8.device).cuda_stream
+        rc = self._lib.smsr_capi_enqueue_int8(dims, d4, s4, int(fp16), x8.data_ptr(), mask.data_ptr(),
+                                              _PTR4(*(t.data_ptr() for t in weights8)), wc8.data_ptr(),
+                                              bc.data_ptr(), y.data_ptr(), float(scales.x_scale),
+                                              fs.ctypes.data, wsc.ctypes.data, cs.ctypes.data, ws.data_ptr(),
+                                              ws_bytes, stream)
+        if rc != 0:
+            raise RuntimeError(f"enqueueSparseBlockInt8 failed: {self._lib.smsr_capi_error_string(rc).decode()} ({rc})")
         return y
 
 

@@ -105,6 +105,23 @@ __global__ void wmmaKernel(__half const* a, __half const* b, float* c, int misal
     nvcuda::wmma::store_matrix_sync(c, fc, 16, nvcuda::wmma::mem_row_major);
 }
 
+// INT8 WMMA (the INT8 sparse-block kernels' fragments): row-major A, B in either layout, int32 accumulator loaded
+// from memory (so load of accumulators is covered too), element-wise work, store.
+template <typename LB>
+__global__ void wmmaInt8Kernel(signed char const* a, signed char const* b, int* c, int ldm)
+{
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, signed char, nvcuda::wmma::row_major> fa;
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, signed char, LB> fb;
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, int> fc;
+    nvcuda::wmma::load_matrix_sync(fc, c, 16, nvcuda::wmma::mem_row_major);
+    nvcuda::wmma::load_matrix_sync(fa, a, unsigned(ldm));
+    nvcuda::wmma::load_matrix_sync(fb, b, 16);
+    nvcuda::wmma::mma_sync(fc, fa, fb, fc);
+    for (int i = 0; i < fc.num_elements; ++i)
+        fc.x[i] -= 3;
+    nvcuda::wmma::store_matrix_sync(c, fc, 16, nvcuda::wmma::mem_row_major);
+}
+
 void testIndices()
 {
     std::vector<int> out(2 * 3 * 4 * 5 * 2, -1);
@@ -255,6 +272,69 @@ void testWmma()
     cudaFree(dc);
 }
 
+//! Exact: every product and sum is an integer; extremes (-128 * -128, 127 * -128) included.
+bool runWmmaInt8(bool colMajorB)
+{
+    std::mt19937 rng(colMajorB ? 9 : 4);
+    std::uniform_int_distribution<int> u(-128, 127);
+    std::vector<signed char> a(256), b(256);
+    std::vector<int> c(256), ref(256);
+    for (int i = 0; i < 256; ++i)
+    {
+        a[i] = static_cast<signed char>(u(rng));
+        b[i] = static_cast<signed char>(u(rng));
+        c[i] = u(rng) * 1000;
+    }
+    a[0] = a[1] = -128; // row 0: extreme products
+    b[0] = -128;
+    b[colMajorB ? 1 : 16] = 127;
+    for (int r = 0; r < 16; ++r)
+        for (int col = 0; col < 16; ++col)
+        {
+            int acc = c[r * 16 + col];
+            for (int k = 0; k < 16; ++k)
+                acc += int(a[r * 16 + k]) * int(colMajorB ? b[col * 16 + k] : b[k * 16 + col]);
+            ref[r * 16 + col] = acc - 3;
+        }
+    signed char *da, *db;
+    int* dc;
+    cudaMalloc(&da, 256);
+    cudaMalloc(&db, 256);
+    cudaMalloc(&dc, 256 * 4);
+    cudaMemcpy(da, a.data(), 256, cudaMemcpyHostToDevice);
+    cudaMemcpy(db, b.data(), 256, cudaMemcpyHostToDevice);
+    cudaMemcpy(dc, c.data(), 256 * 4, cudaMemcpyHostToDevice);
+    if (colMajorB)
+        SIMT_LAUNCH(wmmaInt8Kernel<nvcuda::wmma::col_major>, dim3(1), dim3(32), 0, nullptr)(da, db, dc, 16);
+    else
+        SIMT_LAUNCH(wmmaInt8Kernel<nvcuda::wmma::row_major>, dim3(1), dim3(32), 0, nullptr)(da, db, dc, 16);
+    std::vector<int> got(256);
+    cudaMemcpy(got.data(), dc, 256 * 4, cudaMemcpyDeviceToHost);
+    bool const ok = cudaGetLastError() == cudaSuccess && got == ref;
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+    return ok;
+}
+
+void testWmmaInt8()
+{
+    check(runWmmaInt8(false), "wmma m16n16k16 s8->s32 (row-major A and B, accumulator loaded) is exact");
+    check(runWmmaInt8(true), "wmma m16n16k16 s8->s32 (col-major B) is exact");
+    signed char* d;
+    int* dc;
+    cudaMalloc(&d, 512);
+    cudaMalloc(&dc, 256 * 4);
+    cudaMemset(dc, 0, 256 * 4);
+    auto k = &wmmaInt8Kernel<nvcuda::wmma::row_major>;
+    SIMT_LAUNCH(k, dim3(1), dim3(32), 0, nullptr)(d, d, dc, 8); // ldm 8 bytes: not a multiple of 16 bytes
+    check(cudaGetLastError() == cudaErrorLaunchFailure, "int8 wmma::load_matrix_sync with ldm = 8 bytes is reported");
+    SIMT_LAUNCH(k, dim3(1), dim3(32), 0, nullptr)(d + 16, d, dc, 16); // 16-byte aligned only (WMMA needs 32)
+    check(cudaGetLastError() == cudaErrorLaunchFailure, "int8 wmma::load_matrix_sync at a 16-byte offset is reported");
+    cudaFree(d);
+    cudaFree(dc);
+}
+
 void testDeadlocks()
 {
     int* d;
@@ -356,6 +436,7 @@ int main()
     testDynamicSmemPoison();
     testWarpIntrinsics();
     testWmma();
+    testWmmaInt8();
     testDeadlocks();
     testHalf();
     testAsyncCopy();

@@ -9,9 +9,18 @@
  * Built twice from this file: smsr_kernels_emu_test (the kernels' own .cu/.cuh source host-compiled under the CPU
  * SIMT layer, CI) and smsr_kernels_native_test (the CUDA library on a GPU, tests/gpu/run.sh).
  *
+ * INT8 mode (enqueueSparseBlockInt8): bit-exact (memcmp of y, float32 and float16) against a scalar C++ reference of
+ * the INT8 contract built from sparseBlockQuant.h's helpers (requantizeReluCode, dequantizeCollect,
+ * sparseBlockRequantMultipliers), with feature scales calibrated on the case's own integer accumulators.
+ *
  * Usage: smsr_kernels_emu_test [--order asc|desc|random] [--seed S] [--quick] [--expect-failure] [--fixture FILE]
+ *                              [--int8-only] [--int8-fixture FILE --y-out PREFIX]
  *   --expect-failure: for builds with an injected bug (SMSR_INJECT_BUG_*): succeed only if a case fails
  *                     (mismatch, launch error = race/deadlock report); ASan aborts on its own.
+ *   --int8-only / --no-int8: only the INT8 cases / none of them (the injected-bug tests of each mode);
+ *                     with --expect-failure the run stops at the first failing check.
+ *   --int8-fixture: one INT8 block from a file (SMQ8 format, tests/test_kernels_emulated.py writes it), checked
+ *                   against the scalar reference; y (float32, then float16 output) written to PREFIX.f32 / .f16.
  */
 #include "sparseBlockKernels.h"
 
@@ -482,6 +491,409 @@ bool apiChecks()
     return ok;
 }
 
+SparseBlockShape shape(int n, int c, int h, int w, std::initializer_list<int> dense, std::initializer_list<int> sparse);
+
+// ------------------------------------------------------------------------------------------- INT8 mode
+struct Int8Data
+{
+    SparseBlockShape s;
+    std::vector<int8_t> x, w[4], wc; //!< codes: x planar, weights in the kernels' layout
+    std::vector<float> mask, bc;
+    float xScale{0}, feature[4]{};
+    std::vector<float> wScale[4], cScale;
+    smsr::SparseBlockInt8Scales scales() const
+    {
+        smsr::SparseBlockInt8Scales q;
+        q.x = xScale;
+        for (int l = 0; l < 4; ++l)
+        {
+            q.feature[l] = feature[l];
+            q.weight[l] = wScale[l].data();
+        }
+        q.collect = cScale.data();
+        return q;
+    }
+};
+
+//! The INT8 contract, scalar (sparseBlockQuant.h): y before the cast to the output type, NCHW. calibrate = true
+//! first sets feature[l] from layer l's own accumulators (half the largest |acc| maps to code 127), as a
+//! calibration would, so the codes use the whole 0..127 range with a few saturating.
+std::vector<float> referenceInt8(Int8Data& d, bool calibrate)
+{
+    SparseBlockShape const& s = d.s;
+    int const N = s.batch, H = s.height, W = s.width, C = s.channels;
+    size_t const HW = size_t(H) * W;
+    std::vector<int32_t> a(d.x.begin(), d.x.end()); // N x Cin x HW codes of the current layer input
+    std::vector<int64_t> accC(size_t(N) * C * HW, 0);
+    int collectOff = 0;
+    for (int l = 0; l < 4; ++l)
+    {
+        int const cin = smsr::layerInChannels(s, l), cout = smsr::layerOutChannels(s, l);
+        int const dIn = l == 0 ? cin : s.dense[l - 1];
+        std::vector<int32_t> acc(size_t(N) * cout * HW);
+        int64_t maxAbs = 0;
+        for (int n = 0; n < N; ++n)
+            for (int co = 0; co < cout; ++co)
+                for (int yy = 0; yy < H; ++yy)
+                    for (int xx = 0; xx < W; ++xx)
+                    {
+                        size_t const p = size_t(yy) * W + xx;
+                        bool const m = d.mask[n * HW + p] != 0.f;
+                        int64_t sd = 0, ss = 0;
+                        for (int t = 0; t < 9; ++t)
+                        {
+                            int const sy = yy + t / 3 - 1, sx = xx + t % 3 - 1;
+                            if (sy < 0 || sy >= H || sx < 0 || sx >= W)
+                                continue;
+                            for (int ci = 0; ci < cin; ++ci)
+                            {
+                                int64_t const v = int64_t(a[(size_t(n) * cin + ci) * HW + size_t(sy) * W + sx])
+                                    * d.w[l][wIndex(t, ci, co, cin, cout)];
+                                (ci < dIn ? sd : ss) += v;
+                            }
+                        }
+                        int64_t z = sd + (m ? ss : 0);
+                        if (co >= s.dense[l] && !m)
+                            z = 0;
+                        acc[(size_t(n) * cout + co) * HW + p] = int32_t(z);
+                        maxAbs = std::max(maxAbs, z < 0 ? -z : z);
+                    }
+        double const sIn = l == 0 ? d.xScale : d.feature[l - 1];
+        if (calibrate)
+        {
+            double sw = 0;
+            for (float v : d.wScale[l])
+                sw += v;
+            sw /= cout;
+            d.feature[l] = float(sIn * sw * std::max<double>(1.0, 0.5 * double(maxAbs)) / 127.0);
+        }
+        smsr::SparseBlockInt8Scales const q = d.scales();
+        std::vector<float> r(cout);
+        smsr::sparseBlockRequantMultipliers(s, q, l, r.data());
+        std::vector<int32_t> f(acc.size());
+        for (int n = 0; n < N; ++n)
+            for (int co = 0; co < cout; ++co)
+                for (size_t p = 0; p < HW; ++p)
+                {
+                    size_t const i = (size_t(n) * cout + co) * HW + p;
+                    f[i] = smsr::requantizeReluCode(acc[i], r[co]);
+                }
+        for (int n = 0; n < N; ++n)
+            for (int co = 0; co < C; ++co)
+                for (int ci = 0; ci < cout; ++ci)
+                {
+                    int64_t const wv = d.wc[size_t(collectOff + ci) * C + co];
+                    for (size_t p = 0; p < HW; ++p)
+                        accC[(size_t(n) * C + co) * HW + p] += wv * f[(size_t(n) * cout + ci) * HW + p];
+                }
+        collectOff += cout;
+        a.swap(f);
+    }
+    std::vector<float> y(accC.size());
+    for (int n = 0; n < N; ++n)
+        for (int co = 0; co < C; ++co)
+            for (size_t p = 0; p < HW; ++p)
+            {
+                size_t const i = (size_t(n) * C + co) * HW + p;
+                y[i] = smsr::dequantizeCollect(int32_t(accC[i]), d.cScale[co], d.bc[co]);
+            }
+    return y;
+}
+
+//! Random codes and scales; feature scales calibrated by the reference. half: bc exactly representable in FP16.
+Int8Data makeInt8Block(SparseBlockShape const& s, double density, bool scatter, uint32_t seed, bool mixed)
+{
+    std::mt19937 rng(seed);
+    Int8Data d;
+    d.s = s;
+    std::uniform_int_distribution<int> xc(-128, 127), wcode(-127, 127);
+    std::uniform_real_distribution<float> u(0.5f, 1.5f), b(-2.f, 2.f);
+    size_t const HW = size_t(s.height) * s.width;
+    d.x.resize(size_t(s.batch) * s.channels * HW);
+    for (auto& v : d.x)
+        v = int8_t(xc(rng));
+    d.mask = makeMask(s.batch, s.height, s.width, density, scatter, rng, mixed);
+    d.xScale = 0.05f * u(rng);
+    for (int l = 0; l < 4; ++l)
+    {
+        int const cin = smsr::layerInChannels(s, l), cout = smsr::layerOutChannels(s, l);
+        d.w[l].resize(size_t(cout) * cin * 9);
+        for (auto& v : d.w[l])
+            v = int8_t(wcode(rng));
+        d.wScale[l].resize(cout);
+        for (auto& v : d.wScale[l])
+            v = 0.01f * u(rng);
+    }
+    d.wc.resize(size_t(s.channels) * smsr::collectInChannels(s));
+    for (auto& v : d.wc)
+        v = int8_t(wcode(rng));
+    d.cScale.resize(s.channels);
+    for (auto& v : d.cScale)
+        v = 1e-3f * u(rng);
+    d.bc.resize(s.channels);
+    for (auto& v : d.bc)
+        v = roundHalf(b(rng));
+    return d;
+}
+
+//! Runs enqueueSparseBlockInt8 (twice, the second time on the dirty workspace); y as raw bytes of `t`.
+bool runKernelsInt8(Int8Data const& d, DataType t, std::vector<unsigned char>& y, std::string& err)
+{
+    SparseBlockShape const& s = d.s;
+    std::vector<DeviceBuffer*> owned;
+    auto upload = [&](void const* data, size_t bytes) {
+        auto* b = new DeviceBuffer(bytes);
+        cudaMemcpy(b->p, data, bytes, cudaMemcpyHostToDevice);
+        owned.push_back(b);
+        return b->p;
+    };
+    auto uploadT = [&](std::vector<float> const& v) {
+        auto bytes = toDeviceType(v, t);
+        return upload(bytes.data(), bytes.size());
+    };
+    smsr::SparseBlockTensors T;
+    T.x = upload(d.x.data(), d.x.size());
+    T.mask = uploadT(d.mask);
+    for (int l = 0; l < 4; ++l)
+        T.weights[l] = upload(d.w[l].data(), d.w[l].size());
+    T.collectWeight = upload(d.wc.data(), d.wc.size());
+    T.collectBias = uploadT(d.bc);
+    size_t const elem = t == DataType::kHALF ? 2 : 4;
+    size_t const yBytes = size_t(s.batch) * s.channels * s.height * s.width * elem;
+    DeviceBuffer yDev(yBytes);
+    T.y = yDev.p;
+    size_t const wsBytes = smsr::getSparseBlockInt8WorkspaceSize(s, t);
+    DeviceBuffer ws(wsBytes);
+    cudaMemset(ws.p, 0xFF, wsBytes); // codes -1 / NaN: the kernels must not read workspace they did not write
+    smsr::SparseBlockInt8Scales const q = d.scales();
+    bool ok = wsBytes > 0;
+    if (!ok)
+        err = "getSparseBlockInt8WorkspaceSize returned 0";
+    if (char const* msg = smsr::validateSparseBlockInt8Scales(s, q))
+    {
+        ok = false;
+        err = msg;
+    }
+    for (int run = 0; run < 2 && ok; ++run)
+    {
+        cudaMemset(yDev.p, 0xFF, yBytes); // NaN: every output element must be written
+        cudaError_t e = smsr::enqueueSparseBlockInt8(s, t, T, q, ws.p, wsBytes, nullptr);
+        if (e == cudaSuccess)
+            e = cudaStreamSynchronize(nullptr);
+        std::vector<unsigned char> host(yBytes);
+        cudaMemcpy(host.data(), yDev.p, yBytes, cudaMemcpyDeviceToHost);
+        if (e != cudaSuccess)
+        {
+            ok = false;
+            err = std::string(run ? "second " : "") + "enqueueSparseBlockInt8 failed: " + cudaGetErrorString(e);
+        }
+        else if (run == 0)
+            y = host;
+        else if (host != y)
+        {
+            ok = false;
+            err = "second enqueueSparseBlockInt8 on the same workspace gave a different result";
+        }
+    }
+    for (auto* b : owned)
+        delete b;
+    return ok;
+}
+
+//! Bit-exact comparison of the kernels' y with the scalar reference cast to `t`.
+bool runCaseInt8(char const* name, Int8Data const& d, std::vector<float> const& ref, DataType t,
+    std::vector<unsigned char>* yOut = nullptr)
+{
+    auto const t0 = std::chrono::steady_clock::now();
+    std::vector<unsigned char> y;
+    std::string err;
+    bool ok = runKernelsInt8(d, t, y, err);
+    double const secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    char const* tn = t == DataType::kFLOAT ? "int8->fp32" : "int8->fp16";
+    if (!ok)
+    {
+        std::printf("FAIL %-34s %s: %s\n", name, tn, err.c_str());
+        return false;
+    }
+    std::vector<unsigned char> const want = toDeviceType(ref, t);
+    size_t const elem = t == DataType::kHALF ? 2 : 4;
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < ref.size(); ++i)
+        if (std::memcmp(y.data() + i * elem, want.data() + i * elem, elem) != 0 && bad++ == 0)
+            first = i;
+    ok = bad == 0 && std::memcmp(y.data(), want.data(), want.size()) == 0;
+    std::printf("%s %-34s %s N=%d C=%d HxW=%dx%d bit-exact: %zu of %zu elements differ  %.2fs\n", ok ? "ok  " : "FAIL",
+        name, tn, d.s.batch, d.s.channels, d.s.height, d.s.width, bad, ref.size(), secs);
+    if (!ok)
+    {
+        float got = 0;
+        if (t == DataType::kHALF)
+        {
+            __half h;
+            std::memcpy(&h, y.data() + 2 * first, 2);
+            got = __half2float(h);
+        }
+        else
+            std::memcpy(&got, y.data() + 4 * first, 4);
+        std::printf("     first differing element %zu: kernel %.9g reference %.9g\n", first, double(got),
+            double(ref[first]));
+    }
+    if (yOut)
+        *yOut = y;
+    return ok;
+}
+
+bool apiChecksInt8()
+{
+    bool ok = true;
+    SparseBlockShape s{1, 8, 5, 7, {2, 0, 3, 1}, {2, 4, 0, 3}};
+    size_t const ws = smsr::getSparseBlockInt8WorkspaceSize(s, DataType::kFLOAT);
+    ok &= ws > 0 && ws == smsr::getSparseBlockInt8WorkspaceSize(s, DataType::kHALF);
+    SparseBlockShape const hd{1, 64, 720, 1280, {24, 9, 3, 0}, {40, 55, 61, 64}};
+    size_t const ws8 = smsr::getSparseBlockInt8WorkspaceSize(hd, DataType::kHALF);
+    ok &= ws8 > 0 && ws8 < smsr::getSparseBlockWorkspaceSize(hd, DataType::kHALF) * 3 / 4; // byte features
+    SparseBlockShape nhwc = s;
+    nhwc.format = smsr::TensorFormat::kNHWC;
+    ok &= smsr::getSparseBlockInt8WorkspaceSize(nhwc, DataType::kHALF) == 0; // INT8: planar x only
+    SparseBlockShape wide = s;
+    wide.channels = 264; // > kMaxInt8Channels: multipliers would not fit the kernel parameters
+    wide.dense[0] = 200;
+    ok &= smsr::getSparseBlockInt8WorkspaceSize(wide, DataType::kFLOAT) == 0;
+    SparseBlockShape wideLayer = s;
+    wideLayer.sparse[2] = 300;
+    ok &= smsr::getSparseBlockInt8WorkspaceSize(wideLayer, DataType::kFLOAT) == 0;
+    std::vector<unsigned char> buf(ws);
+    alignas(16) static int8_t dummy[4096] = {};
+    smsr::SparseBlockTensors T;
+    T.x = T.mask = T.collectWeight = T.collectBias = dummy;
+    for (auto& w : T.weights)
+        w = dummy;
+    T.y = dummy;
+    std::vector<float> one(64, 1.f);
+    smsr::SparseBlockInt8Scales q;
+    q.x = 1.f;
+    for (int l = 0; l < 4; ++l)
+    {
+        q.feature[l] = 1.f;
+        q.weight[l] = one.data();
+    }
+    q.collect = one.data();
+    ok &= smsr::validateSparseBlockInt8Scales(s, q) == nullptr;
+    ok &= smsr::enqueueSparseBlockInt8(s, DataType::kFLOAT, T, q, buf.data(), ws - 1, nullptr) == cudaErrorInvalidValue;
+    ok &= smsr::enqueueSparseBlockInt8(wide, DataType::kFLOAT, T, q, buf.data(), ws, nullptr) == cudaErrorInvalidValue;
+    auto badScales = [&](smsr::SparseBlockInt8Scales b) {
+        return smsr::enqueueSparseBlockInt8(s, DataType::kFLOAT, T, b, buf.data(), ws, nullptr) == cudaErrorInvalidValue;
+    };
+    smsr::SparseBlockInt8Scales b = q;
+    b.x = 0.f;
+    ok &= badScales(b);
+    b = q;
+    b.feature[2] = NAN;
+    ok &= badScales(b);
+    b = q;
+    b.collect = nullptr;
+    ok &= badScales(b);
+    std::vector<float> neg(one);
+    neg[1] = -1.f;
+    b = q;
+    b.weight[3] = neg.data();
+    ok &= badScales(b);
+    smsr::SparseBlockTensors mis = T;
+    mis.weights[1] = dummy + 1; // weights are read with 16-byte vectors
+    ok &= smsr::enqueueSparseBlockInt8(s, DataType::kFLOAT, mis, q, buf.data(), ws, nullptr) == cudaErrorInvalidValue;
+    std::printf("%s INT8 API checks (workspace query; NHWC, > %d channels, bad scales, small workspace, misaligned "
+                "weights rejected)\n",
+        ok ? "ok  " : "FAIL", 256);
+    return ok;
+}
+
+//! SMQ8 file (little-endian): int32 magic 'SMQ8' (0x38514D53), N, C, H, W, D0..D3, S0..S3; int8 x (N*C*H*W),
+//! float32 mask (N*H*W), int8 w0..w3, int8 wc, float32 bc (C), x_scale, feature_scales (4), weight_scales
+//! (sum Cout_l), collect_scales (C).
+bool loadInt8Fixture(char const* path, Int8Data& d, std::string& err)
+{
+    FILE* f = std::fopen(path, "rb");
+    if (!f)
+    {
+        err = std::string("cannot open ") + path;
+        return false;
+    }
+    int32_t hdr[13];
+    bool ok = std::fread(hdr, 4, 13, f) == 13 && hdr[0] == 0x38514D53;
+    SparseBlockShape& s = d.s;
+    if (ok)
+    {
+        s = shape(hdr[1], hdr[2], hdr[3], hdr[4], {hdr[5], hdr[6], hdr[7], hdr[8]}, {hdr[9], hdr[10], hdr[11], hdr[12]});
+        ok = smsr::validateSparseBlockShape(s) == nullptr;
+    }
+    if (!ok)
+    {
+        std::fclose(f);
+        err = std::string(path) + ": not an SMQ8 INT8 block file (bad magic or shape)";
+        return false;
+    }
+    size_t const HW = size_t(s.height) * s.width;
+    auto readI8 = [&](std::vector<int8_t>& v, size_t n) {
+        v.resize(n);
+        ok = ok && std::fread(v.data(), 1, n, f) == n;
+    };
+    auto readF = [&](std::vector<float>& v, size_t n) {
+        v.resize(n);
+        ok = ok && std::fread(v.data(), 4, n, f) == n;
+    };
+    readI8(d.x, size_t(s.batch) * s.channels * HW);
+    readF(d.mask, size_t(s.batch) * HW);
+    for (int l = 0; l < 4; ++l)
+        readI8(d.w[l], size_t(smsr::layerOutChannels(s, l)) * smsr::layerInChannels(s, l) * 9);
+    readI8(d.wc, size_t(s.channels) * smsr::collectInChannels(s));
+    readF(d.bc, size_t(s.channels));
+    ok = ok && std::fread(&d.xScale, 4, 1, f) == 1 && std::fread(d.feature, 4, 4, f) == 4;
+    for (int l = 0; l < 4; ++l)
+        readF(d.wScale[l], size_t(smsr::layerOutChannels(s, l)));
+    readF(d.cScale, size_t(s.channels));
+    std::fclose(f);
+    if (!ok)
+        err = std::string(path) + ": truncated SMQ8 file";
+    return ok;
+}
+
+int runInt8Fixture(char const* path, char const* yOut)
+{
+    Int8Data d;
+    std::string err;
+    if (!loadInt8Fixture(path, d, err))
+    {
+        std::printf("FAIL int8 fixture: %s\n", err.c_str());
+        return 1;
+    }
+    int failures = 0;
+    for (DataType t : {DataType::kFLOAT, DataType::kHALF})
+    {
+        Int8Data dt = d;
+        if (t == DataType::kHALF)
+            for (auto& v : dt.bc)
+                v = roundHalf(v); // the bias reaches the op as FP16
+        std::vector<float> const ref = referenceInt8(dt, false);
+        std::vector<unsigned char> y;
+        failures += !runCaseInt8("int8 fixture", dt, ref, t, &y);
+        if (yOut && !y.empty())
+        {
+            std::string const name = std::string(yOut) + (t == DataType::kHALF ? ".f16" : ".f32");
+            FILE* f = std::fopen(name.c_str(), "wb");
+            bool const wrote = f && std::fwrite(y.data(), 1, y.size(), f) == y.size();
+            if (f)
+                std::fclose(f);
+            if (!wrote)
+            {
+                std::printf("FAIL cannot write %s\n", name.c_str());
+                ++failures;
+            }
+        }
+    }
+    std::printf(failures ? "FAILED: %d check(s)\n" : "PASSED\n", failures);
+    return failures ? 1 : 0;
+}
+
 SparseBlockShape shape(int n, int c, int h, int w, std::initializer_list<int> dense, std::initializer_list<int> sparse)
 {
     SparseBlockShape s;
@@ -499,8 +911,10 @@ SparseBlockShape shape(int n, int c, int h, int w, std::initializer_list<int> de
 int main(int argc, char** argv)
 {
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // keep every finished line if a broken kernel crashes the process
-    bool quick = false, expectFailure = false;
+    bool quick = false, expectFailure = false, int8Only = false, noInt8 = false;
     char const* fixture = nullptr;
+    char const* int8Fixture = nullptr;
+    char const* yOut = nullptr;
     uint64_t seed = 1;
     std::string order = "asc";
     for (int i = 1; i < argc; ++i)
@@ -512,6 +926,14 @@ int main(int argc, char** argv)
             expectFailure = true;
         else if (a == "--fixture" && i + 1 < argc)
             fixture = argv[++i];
+        else if (a == "--int8-only")
+            int8Only = true;
+        else if (a == "--no-int8")
+            noInt8 = true;
+        else if (a == "--int8-fixture" && i + 1 < argc)
+            int8Fixture = argv[++i];
+        else if (a == "--y-out" && i + 1 < argc)
+            yOut = argv[++i];
         else if (a == "--seed" && i + 1 < argc)
             seed = std::strtoull(argv[++i], nullptr, 10);
         else if (a == "--order" && i + 1 < argc)
@@ -519,7 +941,7 @@ int main(int argc, char** argv)
         else
         {
             std::fprintf(stderr, "usage: %s [--order asc|desc|random] [--seed S] [--quick] [--expect-failure] "
-                                 "[--fixture FILE]\n", argv[0]);
+                                 "[--fixture FILE] [--int8-only | --no-int8] [--int8-fixture FILE --y-out PREFIX]\n", argv[0]);
             return 2;
         }
     }
@@ -547,6 +969,8 @@ int main(int argc, char** argv)
 #endif
     );
 
+    if (int8Fixture)
+        return runInt8Fixture(int8Fixture, yOut);
     int failures = 0;
     if (fixture)
     {
@@ -609,16 +1033,30 @@ int main(int argc, char** argv)
         {"29x1 image, 0.4", shape(2, 16, 29, 1, {5, 3, 0, 2}, {11, 13, 16, 14}), 0.4, true, false},
         {"N=3: empty, full, 0.3 masks", official(3, 13, 9), 0.3, false, false, true},
     };
-    if (!quick)
+    if (!quick && !int8Only)
         failures += !apiChecks();
+    if (!quick && !noInt8)
+        failures += !apiChecksInt8();
     uint32_t caseSeed = 1000;
     for (Case const& c : cases)
     {
         ++caseSeed;
         if (quick && !c.inQuick)
             continue;
+        if (expectFailure && failures)
+            break; // the injected bug is detected: the rest would only cost time
+        if (!noInt8)
+        {
+            // INT8: every case, y in float32 and float16 (same codes; the bias rounded to FP16 for both).
+            Int8Data d = makeInt8Block(c.s, c.density, c.scatter, caseSeed + 500, c.mixed);
+            std::vector<float> const ref = referenceInt8(d, true);
+            for (DataType t : {DataType::kFLOAT, DataType::kHALF})
+                failures += !runCaseInt8(c.name, d, ref, t);
+        }
         for (DataType t : {DataType::kFLOAT, DataType::kHALF})
         {
+            if (int8Only)
+                break;
             BlockData const d = makeRandomBlock(c.s, c.density, c.scatter, caseSeed, t == DataType::kHALF, c.mixed);
             std::vector<double> const ref = referenceForward(d);
 #if defined(SMSR_HAVE_CPU_REFERENCE)
