@@ -229,7 +229,7 @@ def _psnr_y(sr, hr):
 @pytest.mark.parametrize("runner", ["standard_ops", "cpu_op"])
 def test_int8_deploy_graph_runs_bit_exact_and_close_to_fp32(int8_graphs, onnx_graphs, set5_dir, runner):
     """Every INT8 block's output in the running graph equals the numpy reference (int8_block.sparse_block_int8)
-    on the same int8 input and mask, bit for bit; the SR crop is within 0.5 dB PSNR_Y of FP32 (tiny calibration)."""
+    on the same int8 input and mask, bit for bit; the SR crop is within 0.25 dB PSNR_Y of FP32 (tiny calibration)."""
     from calibration.int8_emulate import expand_int8_blocks
     model = onnx.load(str(int8_graphs["int8"].deploy))
     watch = [t for _, x, m, y in _block_io(model) for t in (x, m, y)]
@@ -241,7 +241,7 @@ def test_int8_deploy_graph_runs_bit_exact_and_close_to_fp32(int8_graphs, onnx_gr
     _check_blocks_bit_exact(model, outs)
     fp32 = _run(onnx.load(str(onnx_graphs["reference"])).SerializeToString(), lr, with_op=False)
     p32, p8 = _psnr_y(fp32["sr"], hr), _psnr_y(outs["sr"], hr)
-    assert p8 >= p32 - 0.5, (p8, p32)
+    assert p8 >= p32 - 0.25, (p8, p32)  # measured: 34.961 vs 34.933 dB (-0.03)
     assert p8 <= p32 + 0.2, (p8, p32)  # INT8 cannot beat FP32 by much: sanity
 
 
