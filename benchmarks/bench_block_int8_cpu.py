@@ -11,7 +11,11 @@ single-block graphs run on ONNX Runtime CPU in the SAME process, interleaved, af
              formulation, the same graph as bench_block_cpu.py's `ref`) quantized by
              onnxruntime.quantization.quantize_static: QDQ, per-channel symmetric int8 weights, symmetric int8
              activations, Conv nodes (the settings of calibration/qdq.py), MinMax-calibrated on the real input
-  fp32-ref   the same dense-masked standard-op graph in float32 (for scale)
+  ort-u8s8   the same graph quantized the way ONNX Runtime recommends on x86 (uint8 asymmetric activations, int8
+             per-channel weights, U8S8) on every op quantize_static can quantize: its fastest INT8 form here
+  ort-u8s8-dense  the dense block (4 x Conv3x3 + ReLU, Concat, Conv1x1, masks ignored: what a dense INT8 deployment
+             runs; bench_block_cpu.py's `dense`), quantized as ort-u8s8
+  fp32-ref   the dense-masked standard-op graph in float32 (for scale)
 The INT8 op's scales are calibrated on the same input (max |x| / 127, max of each layer's ReLU output / 127),
 weights quantized with calibration/int8_block.py's helpers, as the converter does. Needs PyTorch (weights/masks).
 
@@ -37,7 +41,7 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_block_cpu import clustered_mask, op_model, ref_model, sparse_macs  # noqa: E402
+from bench_block_cpu import clustered_mask, dense_model, op_model, ref_model, sparse_macs  # noqa: E402
 from calibration.int8_block import fold_collect_weights, quantize_per_channel  # noqa: E402
 from engine.ort_ops import register_custom_ops  # noqa: E402
 
@@ -84,7 +88,7 @@ def feature_maxima(x, mask, ws, dense):
     with torch.no_grad():
         for w, d in zip(ws, dense):
             w = torch.from_numpy(w)
-            z = F.conv2d(fea[:, :d_in], w[:, :d_in], padding=1)
+            z = F.conv2d(fea[:, :d_in], w[:, :d_in], padding=1) if d_in else 0
             if d_in < w.shape[1]:
                 z = z + m * F.conv2d(fea[:, d_in:], w[:, d_in:], padding=1)
             z[:, d:] *= m
@@ -135,16 +139,23 @@ class _Reader:
         return self.feeds.pop() if self.feeds else None
 
 
-def ort_int8_model(blk, h, w, workdir: pathlib.Path):
+def ort_int8_model(fp32_model: bytes, feeds, workdir: pathlib.Path, unsigned_activations=False, op_types=("Conv",)):
+    """quantize_static (QDQ, per-channel symmetric int8 weights, MinMax on `feeds`) of a standard-op block graph.
+
+    Default: the settings of calibration/qdq.py (int8 symmetric activations, Conv nodes only). unsigned_activations
+    with op_types=None: ONNX Runtime's recommended x86 form (uint8 asymmetric activations, U8S8) on every op it can
+    quantize, its fastest INT8 graph here."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    src, dst = workdir / "ref_fp32.onnx", workdir / "ref_int8.onnx"
-    src.write_bytes(ref_model(blk["dense"], blk["sparse"], blk["ws"], blk["wc"], blk["bc"], h, w))
-    quantize_static(str(src), str(dst), _Reader({"x": blk["x"], "mask": blk["mask"]}),
-                    quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
-                    reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    src, dst = workdir / "fp32.onnx", workdir / "int8.onnx"
+    src.write_bytes(fp32_model)
+    extra = {"WeightSymmetric": True, "QuantizeBias": False}
+    if not unsigned_activations:
+        extra["ActivationSymmetric"] = True
+    quantize_static(str(src), str(dst), _Reader(dict(feeds)), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(op_types) if op_types else None, per_channel=True, reduce_range=False,
+                    activation_type=QuantType.QUInt8 if unsigned_activations else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, extra_options=extra)
     return dst.read_bytes()
 
 
@@ -203,15 +214,17 @@ def main(argv=None):
     path_fn = ctypes.CDLL(str(lib)).SmsrCpuInt8Path
     path_fn.restype = ctypes.c_char_p
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}"
-          f" {_cpu_model()}, {os.cpu_count()} CPUs; onnxruntime {ort.__version__}, {args.threads} threads")
+          f" {_cpu_model()}, {os.cpu_count()} CPUs; onnxruntime {ort.__version__}, {args.threads} threads; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"# input: Set5 {args.image} HR centre crop {h}x{w} as the LR image; INT8 op loops: "
           f"{path_fn().decode()}; library {lib}")
     print(f"# command: python benchmarks/bench_block_int8_cpu.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     blocks = block_inputs(args.weights, image, (h, w))
     rng = np.random.default_rng(0)
-    cols = ["int8", "int8-plain", "fp32", "ort-int8", "fp32-ref"]
-    print(f"{'block':>5} {'mask':>6} {'density':>7} " + " ".join(f"{c + ' ms':>13}" for c in cols)
-          + f" {'fp32/int8':>9} {'ortint8/int8':>12} {'plain/int8':>10} {'MAC ratio':>9}")
+    cols = ["int8", "int8-plain", "fp32", "ort-int8", "ort-u8s8", "ort-u8s8-dense", "fp32-ref"]
+    print("# times in ms; ratios: fp32 op / int8 op, ort-int8 / int8 op, ort-u8s8 / int8 op, plain / VNNI loops")
+    print(f"{'block':>5} {'mask':>6} {'density':>7} " + " ".join(f"{c:>14}" for c in cols)
+          + f" {'fp32/':>6} {'ort8/':>6} {'u8s8/':>6} {'plain/':>6} {'MAC ratio':>9}")
     totals = {}
     with tempfile.TemporaryDirectory(prefix="smsr_bench_int8_") as tmp:
         for b in args.blocks:
@@ -220,10 +233,16 @@ def main(argv=None):
             mk = lambda model, o=opts: ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])  # noqa: E731
             s_int8 = mk(int8_op_model(blk, h, w))
             s_fp32 = mk(op_model(dense, sparse, blk["ws"], blk["wc"], blk["bc"], h, w))
-            s_ort8 = mk(ort_int8_model(blk, h, w, pathlib.Path(tmp)), plain_opts)
-            s_ref = mk(ref_model(dense, sparse, blk["ws"], blk["wc"], blk["bc"], h, w), plain_opts)
+            calib = {"x": blk["x"], "mask": blk["mask"]}
+            ref32 = ref_model(dense, sparse, blk["ws"], blk["wc"], blk["bc"], h, w)
+            tmpdir = pathlib.Path(tmp)
+            s_ort8 = mk(ort_int8_model(ref32, calib, tmpdir), plain_opts)
+            s_ortu8 = mk(ort_int8_model(ref32, calib, tmpdir, unsigned_activations=True, op_types=None), plain_opts)
+            s_dense8 = mk(ort_int8_model(dense_model(blk["ws"], blk["wc"], blk["bc"], h, w), calib, tmpdir,
+                                         unsigned_activations=True, op_types=None), plain_opts)
+            s_ref = mk(ref32, plain_opts)
             runs = [("int8", s_int8, False), ("fp32", s_fp32, False), ("ort-int8", s_ort8, False),
-                    ("fp32-ref", s_ref, False)]
+                    ("ort-u8s8", s_ortu8, False), ("ort-u8s8-dense", s_dense8, False), ("fp32-ref", s_ref, False)]
             if not args.no_plain:
                 runs.insert(1, ("int8-plain", s_int8, True))
             for which in args.masks:
@@ -233,19 +252,22 @@ def main(argv=None):
                 dens = float(mask.mean())
                 macs = sparse_macs(dense, sparse, dens)
                 dense_macs = 4 * 9 * C * C + C * 4 * C
-                cells = " ".join(f"{t[c] * 1e3:13.2f}" if c in t else f"{'-':>13}" for c in cols)
-                plain_ratio = f"{t['int8-plain'] / t['int8']:10.2f}" if "int8-plain" in t else f"{'-':>10}"
-                print(f"{b:>5} {which:>6} {dens:7.3f} {cells} {t['fp32'] / t['int8']:9.2f}"
-                      f" {t['ort-int8'] / t['int8']:12.2f} {plain_ratio} {dense_macs / macs:9.2f}", flush=True)
+                cells = " ".join(f"{t[c] * 1e3:14.2f}" if c in t else f"{'-':>14}" for c in cols)
+                plain_ratio = f"{t['int8-plain'] / t['int8']:6.2f}" if "int8-plain" in t else f"{'-':>6}"
+                print(f"{b:>5} {which:>6} {dens:7.3f} {cells} {t['fp32'] / t['int8']:6.2f}"
+                      f" {t['ort-int8'] / t['int8']:6.2f} {t['ort-u8s8'] / t['int8']:6.2f} {plain_ratio}"
+                      f" {dense_macs / macs:9.2f}", flush=True)
                 tot = totals.setdefault(which, {})
                 for k, v in t.items():
                     tot[k] = tot.get(k, 0.0) + v
+    print(f"# load average at the end {os.getloadavg()[0]:.1f}")
     if len(args.blocks) > 1:
         print("all blocks (sum of medians):")
         for which, tot in totals.items():
             parts = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in tot.items())
             print(f"  mask {which}: {parts}; fp32/int8 {tot['fp32'] / tot['int8']:.2f}x, "
-                  f"ort-int8/int8 {tot['ort-int8'] / tot['int8']:.2f}x"
+                  f"ort-int8/int8 {tot['ort-int8'] / tot['int8']:.2f}x, ort-u8s8/int8 {tot['ort-u8s8'] / tot['int8']:.2f}x, "
+                  f"ort-u8s8-dense/int8 {tot['ort-u8s8-dense'] / tot['int8']:.2f}x"
                   + (f", plain/int8 {tot['int8-plain'] / tot['int8']:.2f}x" if "int8-plain" in tot else ""))
 
 
