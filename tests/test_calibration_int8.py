@@ -269,3 +269,19 @@ def test_build_engine_int8_blocks_option():
     base = ["--weights", "w.pt", "--scale", "2", "--precision", "int8", "--out-dir", "o"]
     assert parse_args(base).int8_blocks == "int8"
     assert parse_args(base + ["--int8-blocks", "float"]).int8_blocks == "float"
+
+
+def test_zero_feature_range_is_a_clear_error(int8_graphs, onnx_graphs):
+    """A layer output that was 0 on every calibration image cannot get an INT8 scale: the error names it."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    from calibration.int8_graph import convert_blocks
+    ref = onnx.load(str(onnx_graphs["reference"]))
+    dead = feature_tensors(ref)["/body.2/body/"][1]
+    table = int8_graphs["float"].report["ranges"]
+    ranges = TensorsData(CalibrationMethod.MinMax, {
+        k: TensorData(lowest=np.float32(0 if k == dead else v["min"]), highest=np.float32(0 if k == dead else v["max"]))
+        for k, v in table.items()})
+    with pytest.raises(Int8GraphError, match=rf"calibrated range of SMB layer output '{dead}' is 0.0..0.0"):
+        convert_blocks(onnx.load(str(int8_graphs["float"].deploy)), ref, ranges)
