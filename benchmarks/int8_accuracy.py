@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibration.data import CalibrationConfig  # noqa: E402
-from calibration.pipeline import _summary, make_int8_graphs  # noqa: E402
+from calibration.pipeline import evaluate_graph, make_int8_graphs  # noqa: E402
 
 ROWS = [("fp32", "FP32 reference graph"), ("int8", "INT8 Q/DQ reference graph"),
         ("deploy_int8", "INT8 deploy graph, SMSRSparseBlock INT8 (CPU op)"),
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     acc = dict(art.report["accuracy"])
     old = make_int8_graphs(graphs["reference"], graphs["deploy"], args.calib_data, args.out_dir / "float_blocks",
                            args.scale, eval_data=None, int8_blocks="float", **common)
-    acc["deploy_int8_float_op"] = _summary(old.deploy, Path(args.data), args.scale, args.threads)
+    acc["deploy_int8_float_op"] = evaluate_graph(old.deploy, Path(args.data), args.scale, args.threads)
     result = {"calibration": art.report["calibration_data"], "method": art.report["method"],
               "percentile": art.report["percentile"], "keep_float": args.int8_keep_float, "accuracy": acc}
     (args.out_dir / "int8_accuracy.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -57,7 +57,8 @@ def find_eval_data(calib_dir: Path, scale: int) -> Path | None:
     return None
 
 
-def _summary(model: Path, data: Path, scale: int, threads: int | None) -> dict:
+def evaluate_graph(model: Path, data: Path, scale: int, threads: int | None) -> dict:
+    """PSNR_Y/SSIM_Y summary (and per-image PSNR_Y) of an ONNX graph on a benchmark folder, ONNX Runtime CPU."""
     from engine.evaluate import evaluate, find_pairs, make_predictor, summarize
     predict, _ = make_predictor("ort", scale, None, str(model), threads)
     results = evaluate(predict, find_pairs(data, scale), scale)
@@ -69,12 +70,12 @@ def _summary(model: Path, data: Path, scale: int, threads: int | None) -> dict:
 def measure_accuracy(reference_fp32: Path, int8: Path, deploy_int8: Path | None, data: Path, scale: int,
                      threads: int | None = None) -> dict:
     acc: dict = {"data": str(data), "notes": []}
-    acc["fp32"] = _summary(reference_fp32, data, scale, threads)
-    acc["int8"] = _summary(int8, data, scale, threads)
+    acc["fp32"] = evaluate_graph(reference_fp32, data, scale, threads)
+    acc["int8"] = evaluate_graph(int8, data, scale, threads)
     acc["delta_psnr_y"] = acc["int8"]["psnr_y"] - acc["fp32"]["psnr_y"]
     if deploy_int8 is not None:
         try:
-            acc["deploy_int8"] = _summary(deploy_int8, data, scale, threads)
+            acc["deploy_int8"] = evaluate_graph(deploy_int8, data, scale, threads)
         except Exception as exc:  # the deploy graph needs the CPU custom-op library on ONNX Runtime
             acc["notes"].append(f"deploy INT8 graph not evaluated: {type(exc).__name__}: {str(exc)[:300]}")
         proto = onnx.load(str(deploy_int8))
@@ -84,7 +85,7 @@ def measure_accuracy(reference_fp32: Path, int8: Path, deploy_int8: Path | None,
             with tempfile.TemporaryDirectory(prefix="smsr_int8emu_") as tmp:
                 path = Path(tmp) / "deploy_int8_standard_ops.onnx"
                 onnx.save(expand_int8_blocks(proto), str(path))
-                acc["deploy_int8_standard_ops"] = _summary(path, data, scale, threads)
+                acc["deploy_int8_standard_ops"] = evaluate_graph(path, data, scale, threads)
     return acc
 
 

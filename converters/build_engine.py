@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None, prog: str = "python converters/build_eng
     except Exception as exc:
         from converters.model import CheckpointError
         from calibration.data import CalibrationDataError
-        if isinstance(exc, (CheckpointError, CalibrationDataError)):
+        from calibration.int8_graph import Int8GraphError
+        if isinstance(exc, (CheckpointError, CalibrationDataError, Int8GraphError)):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise

@@ -229,7 +229,7 @@ def _psnr_y(sr, hr):
 @pytest.mark.parametrize("runner", ["standard_ops", "cpu_op"])
 def test_int8_deploy_graph_runs_bit_exact_and_close_to_fp32(int8_graphs, onnx_graphs, set5_dir, runner):
     """Every INT8 block's output in the running graph equals the numpy reference (int8_block.sparse_block_int8)
-    on the same int8 input and mask, bit for bit; the SR crop is within 0.5 dB PSNR_Y of FP32 (tiny calibration)."""
+    on the same int8 input and mask, bit for bit; the SR crop is within 0.25 dB PSNR_Y of FP32 (tiny calibration)."""
     from calibration.int8_emulate import expand_int8_blocks
     model = onnx.load(str(int8_graphs["int8"].deploy))
     watch = [t for _, x, m, y in _block_io(model) for t in (x, m, y)]
@@ -241,7 +241,7 @@ def test_int8_deploy_graph_runs_bit_exact_and_close_to_fp32(int8_graphs, onnx_gr
     _check_blocks_bit_exact(model, outs)
     fp32 = _run(onnx.load(str(onnx_graphs["reference"])).SerializeToString(), lr, with_op=False)
     p32, p8 = _psnr_y(fp32["sr"], hr), _psnr_y(outs["sr"], hr)
-    assert p8 >= p32 - 0.5, (p8, p32)
+    assert p8 >= p32 - 0.25, (p8, p32)  # measured: 34.961 vs 34.933 dB (-0.03)
     assert p8 <= p32 + 0.2, (p8, p32)  # INT8 cannot beat FP32 by much: sanity
 
 
@@ -269,3 +269,19 @@ def test_build_engine_int8_blocks_option():
     base = ["--weights", "w.pt", "--scale", "2", "--precision", "int8", "--out-dir", "o"]
     assert parse_args(base).int8_blocks == "int8"
     assert parse_args(base + ["--int8-blocks", "float"]).int8_blocks == "float"
+
+
+def test_zero_feature_range_is_a_clear_error(int8_graphs, onnx_graphs):
+    """A layer output that was 0 on every calibration image cannot get an INT8 scale: the error names it."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    from calibration.int8_graph import convert_blocks
+    ref = onnx.load(str(onnx_graphs["reference"]))
+    dead = feature_tensors(ref)["/body.2/body/"][1]
+    table = int8_graphs["float"].report["ranges"]
+    ranges = TensorsData(CalibrationMethod.MinMax, {
+        k: TensorData(lowest=np.float32(0 if k == dead else v["min"]), highest=np.float32(0 if k == dead else v["max"]))
+        for k, v in table.items()})
+    with pytest.raises(Int8GraphError, match=rf"calibrated range of SMB layer output '{dead}' is 0.0..0.0"):
+        convert_blocks(onnx.load(str(int8_graphs["float"].deploy)), ref, ranges)

@@ -276,6 +276,19 @@ def test_bad_scale_attributes(small, attr, value, pattern):
 
 
 @needs_lib
+def test_symbolic_shapes_and_nonbinary_mask(small):
+    """Symbolic N/C/H/W (shapes known only at run time) give the same bits; a mask value other than 0/1 counts as
+    active where nonzero, like the float op (and -0.0 as inactive, as in the reference)."""
+    x_codes, mask, w_codes, wc_codes, bc, dense, sparse, scales = small
+    model = int8_model(w_codes, wc_codes, bc, dense, sparse, scales, ["N", "C", "H", "W"], ["N", 1, "H", "W"])
+    sess = session(model)
+    ref, _ = sparse_block_int8(x_codes, mask, w_codes, wc_codes, bc, dense, sparse, scales)
+    assert_bit_exact(sess.run(None, {"x": x_codes, "mask": mask})[0], ref)
+    odd = np.where(mask != 0, np.float32(0.5), np.float32(-0.0))
+    assert_bit_exact(sess.run(None, {"x": x_codes, "mask": odd})[0], ref)
+
+
+@needs_lib
 def test_collect_scales_count_checked_at_run_time_with_symbolic_shapes(small):
     x_codes, mask, w_codes, wc_codes, bc, dense, sparse, scales = small
     bad = Int8BlockScales(scales.x_scale, scales.feature_scales, scales.weight_scales, scales.collect_scales[:7])

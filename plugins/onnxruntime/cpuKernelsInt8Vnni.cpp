@@ -30,111 +30,94 @@ inline __m512i broadcast4(uint8_t const* p)
     return _mm512_set1_epi32(v);
 }
 
-//! acc += the groups of one tap for one block of MR pixels (rows a[r]).
-template <int MR, int NZ>
-inline void tapGroups(uint8_t const* const* a, int groups, int8_t const* wk, size_t groupStride, __m512i* accMem)
-{
-    __m512i acc[MR][NZ];
-    for (int r = 0; r < MR; ++r)
-        for (int z = 0; z < NZ; ++z)
-            acc[r][z] = accMem[r * NZ + z];
-    for (int g = 0; g < groups; ++g, wk += groupStride)
-    {
-        __m512i wv[NZ];
-        for (int z = 0; z < NZ; ++z)
-            wv[z] = _mm512_loadu_si512(wk + 64 * z);
-        for (int r = 0; r < MR; ++r)
-        {
-            __m512i const b = broadcast4(a[r] + 4 * g);
-            for (int z = 0; z < NZ; ++z)
-                acc[r][z] = _mm512_dpbusd_epi32(acc[r][z], b, wv[z]);
-        }
-    }
-    for (int r = 0; r < MR; ++r)
-        for (int z = 0; z < NZ; ++z)
-            accMem[r * NZ + z] = acc[r][z];
-}
-
 inline void prefetchRow(uint8_t const* row, int len)
 {
     for (int b = 0; b < len; b += 64)
         _mm_prefetch(reinterpret_cast<char const*>(row) + b, _MM_HINT_T0);
 }
 
-// Tiles of TB blocks of MR pixels, tap-major: a tap's weight slice stays in L1 across the tile's blocks; the next
-// tap's rows are prefetched meanwhile.
-template <int MR, int NZ>
+// One block of MR pixels at a time, every tap with the accumulators held in registers (no spill between taps:
+// runs are short here, 4..64 bytes, and a layer's packed weights, <= 37 KB for 64 x 64, stay in L1/L2); the next
+// tap's rows (at the last tap: the next block's first rows) are prefetched meanwhile.
+// NZ 16-output vectors; HT: the last one has <= 8 valid outputs and runs as a 256-bit vpdpbusd (half the cost of a
+// 512-bit one on Zen 4 and on Intel's server cores): narrow dense layers (D_l = 24, 9, 3, ...) waste less.
+template <int MR, int NZ, bool HT>
 void igemmChunk(int32_t const* list, int count, ByteRun const* taps, int nTaps, int8_t const* w, int n, int ldw,
     int n0, int32_t const* bias, float const* mult, uint8_t* dst, int ld, int32_t* out)
 {
-    constexpr int TB = 4;
+    constexpr int NF = HT ? NZ - 1 : NZ; // full 512-bit vectors
+    constexpr int NA = NF > 0 ? NF : 1;  // array size (no zero-length arrays)
     int const nHere = n - n0 < NZ * 16 ? n - n0 : NZ * 16;
     size_t const groupStride = size_t(ldw) * 4;
-    __m512i const zeroI = _mm512_setzero_si512();
     __m512 const zeroF = _mm512_setzero_ps(), maxCode = _mm512_set1_ps(127.f);
-    for (int i0 = 0; i0 < count; i0 += MR * TB)
+    for (int i0 = 0; i0 < count; i0 += MR)
     {
-        int const tileCount = count - i0 < MR * TB ? count - i0 : MR * TB;
-        int const nb = (tileCount + MR - 1) / MR;
-        int32_t pix[TB][MR];
-        for (int b = 0; b < nb; ++b)
+        int const m = count - i0 < MR ? count - i0 : MR;
+        int32_t pix[MR];
+        for (int r = 0; r < MR; ++r)
+            pix[r] = list[i0 + (r < m ? r : m - 1)]; // short block: repeat a valid pixel
+        __m512i acc[MR][NA];
+        __m256i accHalf[MR];
+        for (int r = 0; r < MR; ++r)
         {
-            int const m = tileCount - b * MR < MR ? tileCount - b * MR : MR;
-            for (int r = 0; r < MR; ++r)
-                pix[b][r] = list[i0 + b * MR + (r < m ? r : m - 1)]; // short block: repeat a valid pixel
+            for (int z = 0; z < NA; ++z)
+                acc[r][z] = _mm512_setzero_si512();
+            accHalf[r] = _mm256_setzero_si256();
         }
-        __m512i acc[TB][MR * NZ];
-        for (int b = 0; b < nb; ++b)
-            for (int j = 0; j < MR * NZ; ++j)
-                acc[b][j] = zeroI;
         int8_t const* wk = w + size_t(n0) * 4;
         for (int t = 0; t < nTaps; ++t)
         {
             ByteRun const tap = taps[t];
-            int const groups = k4Groups(tap.len);
-            for (int b = 0; b < nb; ++b)
-            {
-                uint8_t const* a[MR];
+            uint8_t const* a[MR];
+            for (int r = 0; r < MR; ++r)
+                a[r] = tap.base + long(pix[r]) * tap.stride + tap.off;
+            if (t + 1 < nTaps)
                 for (int r = 0; r < MR; ++r)
-                    a[r] = tap.base + long(pix[b][r]) * tap.stride + tap.off;
-                if (t + 1 < nTaps)
-                    for (int r = 0; r < MR; ++r)
-                        prefetchRow(taps[t + 1].base + long(pix[b][r]) * taps[t + 1].stride + taps[t + 1].off,
-                            taps[t + 1].len);
-                tapGroups<MR, NZ>(a, groups, wk, groupStride, acc[b]);
-            }
-            wk += groups * groupStride;
-        }
-        for (int b = 0; b < nb; ++b)
-        {
-            int const m = tileCount - b * MR < MR ? tileCount - b * MR : MR;
-            for (int r = 0; r < m; ++r)
-                for (int z = 0; z < NZ; ++z)
+                    prefetchRow(taps[t + 1].base + long(pix[r]) * taps[t + 1].stride + taps[t + 1].off, taps[t + 1].len);
+            else
+                for (int r = 0; r < MR && i0 + MR + r < count; ++r)
+                    prefetchRow(taps[0].base + long(list[i0 + MR + r]) * taps[0].stride + taps[0].off, taps[0].len);
+            int const groups = k4Groups(tap.len);
+            for (int g = 0; g < groups; ++g, wk += groupStride)
+            {
+                __m512i wv[NA];
+                for (int z = 0; z < NF; ++z)
+                    wv[z] = _mm512_loadu_si512(wk + 64 * z);
+                __m256i wHalf = _mm256_setzero_si256();
+                if constexpr (HT)
+                    wHalf = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(wk + 64 * NF));
+                for (int r = 0; r < MR; ++r)
                 {
-                    int const o = 16 * z;
-                    int const left = nHere - o;
-                    __mmask16 const mk = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
-                    __m512i v = acc[b][r * NZ + z];
-                    if (dst)
-                    {
-                        // requantize: float32(acc) * r, clamp to [0, 127] (ReLU), round to nearest even. Clamping
-                        // before the rounding gives the same codes and keeps huge products out of the int convert.
-                        if (bias)
-                            v = _mm512_add_epi32(v, _mm512_loadu_si512(bias + n0 + o));
-                        __m512 f = _mm512_mul_round_ps(
-                            _mm512_cvt_roundepi32_ps(v, kRound), _mm512_loadu_ps(mult + n0 + o), kRound);
-                        f = _mm512_min_ps(_mm512_max_ps(f, zeroF), maxCode);
-                        __m128i const codes = _mm512_cvtepi32_epi8(_mm512_cvt_roundps_epi32(f, kRound));
-                        _mm_mask_storeu_epi8(dst + long(pix[b][r]) * ld + n0 + o, mk, codes);
-                    }
-                    else
-                    {
-                        if (bias)
-                            v = _mm512_add_epi32(v, _mm512_loadu_si512(bias + n0 + o));
-                        _mm512_mask_storeu_epi32(out + long(i0 + b * MR + r) * n + n0 + o, mk, v);
-                    }
+                    __m512i const b = broadcast4(a[r] + 4 * g);
+                    for (int z = 0; z < NF; ++z)
+                        acc[r][z] = _mm512_dpbusd_epi32(acc[r][z], b, wv[z]);
+                    if constexpr (HT)
+                        accHalf[r] = _mm256_dpbusd_epi32(accHalf[r], _mm512_castsi512_si256(b), wHalf);
                 }
+            }
         }
+        for (int r = 0; r < m; ++r)
+            for (int z = 0; z < NZ; ++z)
+            {
+                int const o = 16 * z;
+                int const left = nHere - o;
+                __mmask16 const mk = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+                __m512i v = z < NF ? acc[r][z < NF ? z : 0] : _mm512_zextsi256_si512(accHalf[r]);
+                if (bias)
+                    v = _mm512_add_epi32(v, _mm512_loadu_si512(bias + n0 + o));
+                if (dst)
+                {
+                    // requantize: float32(acc) * r, clamp to [0, 127] (ReLU), round to nearest even. Clamping
+                    // before the rounding gives the same codes and keeps huge products out of the int convert.
+                    __m512 f = _mm512_mul_round_ps(
+                        _mm512_cvt_roundepi32_ps(v, kRound), _mm512_loadu_ps(mult + n0 + o), kRound);
+                    f = _mm512_min_ps(_mm512_max_ps(f, zeroF), maxCode);
+                    __m128i const codes = _mm512_cvtepi32_epi8(_mm512_cvt_roundps_epi32(f, kRound));
+                    _mm_mask_storeu_epi8(dst + long(pix[r]) * ld + n0 + o, mk, codes);
+                }
+                else
+                    _mm512_mask_storeu_epi32(out + long(i0 + r) * n + n0 + o, mk, v);
+            }
     }
 }
 
@@ -144,13 +127,16 @@ void igemm(int32_t const* list, int count, ByteRun const* taps, int nTaps, int8_
     for (int n0 = 0; n0 < n; n0 += 64)
     {
         int const nz = (n - n0 + 15) / 16;
+        bool const halfTail = nz <= 4 && n - n0 - 16 * (nz - 1) <= 8; // the last vector has <= 8 outputs
+#define SMSR_CHUNK(MR, NZ, HT) igemmChunk<MR, NZ, HT>(list, count, taps, nTaps, w, n, ldw, n0, bias, mult, dst, ld, out)
         switch (nz >= 4 ? 4 : nz)
         {
-        case 4: igemmChunk<6, 4>(list, count, taps, nTaps, w, n, ldw, n0, bias, mult, dst, ld, out); break;
-        case 3: igemmChunk<8, 3>(list, count, taps, nTaps, w, n, ldw, n0, bias, mult, dst, ld, out); break;
-        case 2: igemmChunk<12, 2>(list, count, taps, nTaps, w, n, ldw, n0, bias, mult, dst, ld, out); break;
-        default: igemmChunk<12, 1>(list, count, taps, nTaps, w, n, ldw, n0, bias, mult, dst, ld, out); break;
+        case 4: halfTail ? SMSR_CHUNK(6, 4, true) : SMSR_CHUNK(6, 4, false); break;
+        case 3: halfTail ? SMSR_CHUNK(8, 3, true) : SMSR_CHUNK(8, 3, false); break;
+        case 2: halfTail ? SMSR_CHUNK(12, 2, true) : SMSR_CHUNK(12, 2, false); break;
+        default: halfTail ? SMSR_CHUNK(12, 1, true) : SMSR_CHUNK(12, 1, false); break;
         }
+#undef SMSR_CHUNK
     }
     if (dst && zeroTail > 0)
         for (int i = 0; i < count; ++i)

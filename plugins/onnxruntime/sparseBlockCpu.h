@@ -76,7 +76,8 @@ std::string blasDescription();
 
 //! The compute path this process uses: the AVX-512 indirect GEMM micro-kernel where the CPU has AVX-512 (no
 //! OpenBLAS needed), else im2col / shifted views + OpenBLAS (loaded here; throws std::runtime_error when it
-//! cannot be). SMSR_CPU_PATH=blas|blas-gather|blas-span forces the OpenBLAS path.
+//! cannot be). SMSR_CPU_PATH=blas|blas-gather|blas-span forces the OpenBLAS path. (SMSR_CPU_PATH=plain forces the
+//! INT8 variant's plain loops instead of VNNI: computeDescriptionInt8 in sparseBlockCpuInt8.h; the float op ignores it.)
 std::string computeDescription();
 
 } // namespace smsr::cpu

@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace smsr::cpu
@@ -334,6 +336,16 @@ void sparseBlockForwardInt8(SparseBlockShape const& s, IoType ioType, int8_t con
         throw std::invalid_argument(err);
     if (int64_t(s.height + 2) * (s.width + 2) > (int64_t(1) << 30))
         throw std::invalid_argument("SMSRSparseBlock INT8: image too large for the CPU op (more than 2^30 pixels)");
+    // int32 accumulation stays exact (no intermediate overflow either): |sum| <= K * max|a| * 127, with a <= 255
+    // for layer 0 (x + 128) and <= 127 for feature codes. Far above any real block (the official one has K <= 576).
+    for (int l = 0; l <= kSparseBlockLayers; ++l)
+    {
+        int64_t const k = l < kSparseBlockLayers ? int64_t(9) * layerInChannels(s, l) : collectInChannels(s);
+        if (k * (l == 0 ? 255 : 127) * 127 > INT32_MAX)
+            throw std::invalid_argument(std::string("SMSRSparseBlock INT8 (CPU): ")
+                + (l < kSparseBlockLayers ? "layer " + std::to_string(l) + " has" : "the collect has")
+                + " too many input channels for exact int32 accumulation");
+    }
 
     Layout const lay = makeLayout(s);
     std::unique_ptr<char[]> owned;

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <random>
 #include <string>
 #include <vector>
@@ -279,6 +280,20 @@ int main(int argc, char** argv)
         for (SparseBlockShape const& s : {a, b, c, big, wide, c32})
             for (double density : {0.0, 0.3, 1.0})
                 ok &= runCase(s, density, seed++, 1 + int(seed % 2));
+        // int32 exactness bound: 7000 input channels of layer 0 are fine, 7400 are refused with a clear error
+        ok &= runCase(makeShape(1, 7000, 2, 3, {1, 1, 1, 1}, {0, 1, 0, 1}), 0.5, seed++, 1);
+        try
+        {
+            runOp(makeBlock(makeShape(1, 7400, 1, 1, {1, 1, 1, 1}, {0, 0, 0, 0}), 1.0, seed++), false, 1);
+            std::printf("FAIL 7400 input channels were accepted\n");
+            ok = false;
+        }
+        catch (std::invalid_argument const& e)
+        {
+            bool const named = std::strstr(e.what(), "layer 0 has too many input channels") != nullptr;
+            std::printf("%s 7400 input channels refused: %s\n", named ? "ok  " : "FAIL", e.what());
+            ok &= named;
+        }
         std::printf(ok ? "all cases passed\n" : "SOME CASES FAILED\n");
         return ok ? 0 : 1;
     }
