@@ -1,11 +1,12 @@
-// smsr_cpu_int8_test: smsr::cpu::sparseBlockForwardInt8 against a direct evaluation of the INT8 contract
-// (sparseBlockQuant.h) in C++, bit-exact (float32 and float16 y), on the VNNI loops (where the CPU has them) and the
+// smsr_cpu_int8_test: smsr::cpu::sparseBlockForwardInt8 against the C++ reference of the INT8 contract
+// (kernels/sparseBlockInt8Reference.h), bit-exact (float32 and float16 y), on the VNNI loops (where the CPU has them) and the
 // plain loops (SMSR_CPU_PATH=plain): odd sizes, N = 2, masks empty/partial/full, layers without dense or sparse
 // channels, C not a multiple of 16, > 64 output channels, extreme codes.
 //   smsr_cpu_int8_test             the cases
 //   smsr_cpu_int8_test --bench H W density [reps [default|plain]]   times an official-like block 0 (1 thread)
 #include "halfConvert.h"
 #include "sparseBlockCpuInt8.h"
+#include "sparseBlockInt8Reference.h"
 
 #include <algorithm>
 #include <chrono>
@@ -46,60 +47,12 @@ struct Block
     }
 };
 
-//! The contract, directly: int64 sums over in-image taps, one float32 multiply per epilogue.
+//! The contract, directly (the C++ reference shared with the kernel and plugin tests).
 std::vector<float> reference(Block const& b)
 {
-    SparseBlockShape const& s = b.s;
     smsr::SparseBlockInt8Scales const q = b.scales();
-    int const H = s.height, W = s.width, HW = H * W, C = s.channels;
-    std::vector<float> y(size_t(s.batch) * C * HW);
-    for (int n = 0; n < s.batch; ++n)
-    {
-        float const* mn = b.mask.data() + size_t(n) * HW;
-        std::vector<int> in(b.x.begin() + size_t(n) * C * HW, b.x.begin() + size_t(n + 1) * C * HW); // CHW
-        int cin = C, din = C;
-        std::vector<std::vector<int>> feats;
-        for (int l = 0; l < 4; ++l)
-        {
-            int const cout = smsr::layerOutChannels(s, l);
-            std::vector<float> r(cout);
-            smsr::sparseBlockRequantMultipliers(s, q, l, r.data());
-            std::vector<int> f(size_t(cout) * HW);
-            for (int o = 0; o < cout; ++o)
-                for (int p = 0; p < HW; ++p)
-                {
-                    int const py = p / W, px = p % W;
-                    bool const on = mn[p] != 0.F;
-                    long long acc = 0;
-                    for (int c = 0; c < cin; ++c)
-                        for (int t = 0; t < 9; ++t)
-                        {
-                            int const yy = py + t / 3 - 1, xx = px + t % 3 - 1;
-                            if (yy < 0 || yy >= H || xx < 0 || xx >= W || (c >= din && !on))
-                                continue;
-                            acc += (long long) in[size_t(c) * HW + yy * W + xx] * b.w[l][(size_t(t) * cin + c) * cout + o];
-                        }
-                    if (o >= s.dense[l] && !on)
-                        acc = 0;
-                    f[size_t(o) * HW + p] = smsr::requantizeReluCode(int32_t(acc), r[o]);
-                }
-            feats.push_back(f);
-            in = f;
-            cin = cout;
-            din = s.dense[l];
-        }
-        for (int c = 0; c < C; ++c)
-            for (int p = 0; p < HW; ++p)
-            {
-                long long acc = 0;
-                int col = 0;
-                for (auto const& f : feats)
-                    for (size_t k = 0; k < f.size() / HW; ++k, ++col)
-                        acc += (long long) f[k * HW + p] * b.wc[size_t(col) * C + c];
-                y[(size_t(n) * C + c) * HW + p] = smsr::dequantizeCollect(int32_t(acc), q.collect[c], b.bc[c]);
-            }
-    }
-    return y;
+    int8_t const* const w[4] = {b.w[0].data(), b.w[1].data(), b.w[2].data(), b.w[3].data()};
+    return smsr::reference::int8Block(b.s, b.x.data(), b.mask.data(), w, b.wc.data(), b.bc.data(), q);
 }
 
 Block makeBlock(SparseBlockShape const& s, double density, unsigned seed)

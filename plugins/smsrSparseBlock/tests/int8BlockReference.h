@@ -1,10 +1,10 @@
 /*
- * INT8 SMSRSparseBlock test data and the INT8 contract (kernels/sparseBlockQuant.h) evaluated directly with its
- * scalar epilogues, for the plugin's host test (emulated kernels) and its GPU harness. Host code only.
+ * INT8 SMSRSparseBlock test data for the plugin's host test (emulated kernels) and its GPU harness, with the expected
+ * y from the shared C++ reference of the contract (kernels/sparseBlockInt8Reference.h). Host code only.
  */
 #pragma once
 
-#include "kernels/sparseBlockQuant.h"
+#include "kernels/sparseBlockInt8Reference.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,8 +26,7 @@ struct Int8Block
     int32_t collectIn() const { return cout(0) + cout(1) + cout(2) + cout(3); }
 };
 
-//! INT8 block data and the contract (kernels/sparseBlockQuant.h) evaluated directly with its scalar epilogues;
-//! the feature scales are calibrated on the data itself (99.9th percentile of each layer's positive sums), so the
+//! INT8 block data and the contract's y (kernels/sparseBlockInt8Reference.h); the feature scales are calibrated on the data itself (99.9th percentile of each layer's positive sums), so the
 //! codes spread over 0..127 instead of saturating. Tensors NCHW / [tap][ci][co] / [ci][co].
 struct Int8Case
 {
@@ -89,70 +88,31 @@ inline Int8Case makeInt8Case(Int8Block const& b, float (*roundIo)(float), uint32
         q.weight[l] = k.weightScales.data() + off;
         off += size_t(b.cout(l));
     }
-    k.y.assign(size_t(b.n) * b.c * HW, 0.F);
-    std::vector<std::vector<int32_t>> acc(4), codes(4); // per layer: N x Cout x HW
+    std::vector<int32_t> codes[4]; // per layer: N x Cout x HW
+    std::vector<int32_t> in(k.x.begin(), k.x.end());
     for (int32_t l = 0; l < 4; ++l)
     {
-        int32_t const cin = b.cin(l), cout = b.cout(l), denseIn = l == 0 ? cin : b.dense[l - 1];
-        acc[l].assign(size_t(b.n) * cout * HW, 0);
-        for (int32_t n = 0; n < b.n; ++n)
-            for (int32_t co = 0; co < cout; ++co)
-                for (int32_t yy = 0; yy < b.h; ++yy)
-                    for (int32_t xx = 0; xx < b.w; ++xx)
-                    {
-                        int64_t sd = 0, ss = 0;
-                        for (int32_t ci = 0; ci < cin; ++ci)
-                            for (int32_t t = 0; t < 9; ++t)
-                            {
-                                int32_t const sy = yy + t / 3 - 1, sx = xx + t % 3 - 1;
-                                if (sy < 0 || sy >= b.h || sx < 0 || sx >= b.w)
-                                    continue;
-                                size_t const src = (size_t(n) * cin + ci) * HW + size_t(sy) * b.w + sx;
-                                int32_t const a = l == 0 ? k.x[src] : codes[l - 1][src];
-                                (ci < denseIn ? sd : ss) += int64_t(a) * k.w[l][(size_t(t) * cin + ci) * cout + co];
-                            }
-                        bool const m = k.mask[size_t(n) * HW + size_t(yy) * b.w + xx] != 0.F;
-                        int64_t z = sd + (m ? ss : 0);
-                        if (co >= b.dense[l] && !m)
-                            z = 0;
-                        acc[l][(size_t(n) * cout + co) * HW + size_t(yy) * b.w + xx] = int32_t(z);
-                    }
+        int32_t const cout = b.cout(l);
+        std::vector<int32_t> const acc = smsr::reference::int8LayerSums(s, l, in, k.w[l].data(), k.mask.data());
         // Calibrate s_f[l]: the 99.9th percentile of the layer's positive values maps to code 127.
         std::vector<double> pos;
-        for (int32_t n = 0; n < b.n; ++n)
-            for (int32_t co = 0; co < cout; ++co)
-                for (size_t p = 0; p < HW; ++p)
-                {
-                    double const v = double(acc[l][(size_t(n) * cout + co) * HW + p]) * (l == 0 ? k.xScale : k.feature[l - 1])
-                        * q.weight[l][co];
-                    if (v > 0)
-                        pos.push_back(v);
-                }
+        for (size_t i = 0; i < acc.size(); ++i)
+        {
+            int32_t const co = int32_t(i / HW % size_t(cout));
+            double const v = double(acc[i]) * (l == 0 ? k.xScale : k.feature[l - 1]) * q.weight[l][co];
+            if (v > 0)
+                pos.push_back(v);
+        }
         std::sort(pos.begin(), pos.end());
         k.feature[l] = pos.empty() ? 1.F : float(pos[size_t(0.999 * double(pos.size() - 1))] / 127.0);
         q.feature[l] = k.feature[l];
-        std::vector<float> r(static_cast<size_t>(cout));
-        smsr::sparseBlockRequantMultipliers(s, q, l, r.data());
-        codes[l].resize(acc[l].size());
-        for (size_t i = 0; i < acc[l].size(); ++i)
-        {
-            int32_t const co = int32_t(i / HW % size_t(cout));
-            codes[l][i] = smsr::requantizeReluCode(acc[l][i], r[size_t(co)]);
-            k.unsaturated += codes[l][i] > 0 && codes[l][i] < 127 ? 1 : 0;
-        }
+        codes[l] = smsr::reference::int8LayerCodes(s, l, acc, q);
+        for (int32_t c : codes[l])
+            k.unsaturated += c > 0 && c < 127 ? 1 : 0;
         k.featureCodes += codes[l].size();
+        in = codes[l];
     }
-    for (int32_t n = 0; n < b.n; ++n)
-        for (int32_t co = 0; co < b.c; ++co)
-            for (size_t p = 0; p < HW; ++p)
-            {
-                int64_t a = 0;
-                int32_t row = 0;
-                for (int32_t l = 0; l < 4; ++l)
-                    for (int32_t ci = 0; ci < b.cout(l); ++ci, ++row)
-                        a += int64_t(codes[l][(size_t(n) * b.cout(l) + ci) * HW + p]) * k.wc[size_t(row) * b.c + co];
-                k.y[(size_t(n) * b.c + co) * HW + p] = smsr::dequantizeCollect(int32_t(a), k.collectScales[co], k.bc[co]);
-            }
+    k.y = smsr::reference::int8Collect(s, codes, k.wc.data(), k.bc.data(), k.collectScales.data());
     return k;
 }
 
