@@ -1,6 +1,10 @@
 """CPU benchmark on Set5 x2: reference graph (ONNX Runtime), deploy graph (ONNX Runtime + our sparse op), PyTorch.
 
-    python benchmarks/bench_cpu.py --weights W --data ../shared/data/Set5 [--threads 2] [--runs 7]
+    python benchmarks/bench_cpu.py --weights W --data ../shared/data/Set5 [--threads 2] [--runs 7] [--int8-dir D]
+
+--int8-dir: a folder with smsr_x2_reference_int8.onnx and smsr_x2_deploy_int8.onnx (`python converters/build_engine.py
+--precision int8 --onnx-only ...`): adds ONNX Runtime's own INT8 (QDQ) reference graph and the INT8 deploy graph
+(INT8 inside our op) to the same interleaved runs.
 
 Method: every backend gets one warm-up pass over the 5 images; then `--runs` repetitions, each timing one full
 pass over Set5 per backend, backends interleaved within a repetition (so machine noise hits all alike).
@@ -49,6 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--onnx-dir", type=Path, help="reuse exported graphs (default: export to a temp dir)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    ap.add_argument("--int8-dir", type=Path, help="also time the INT8 reference and INT8 deploy graphs in it")
     args = ap.parse_args(argv)
 
     from converters.export_onnx import export_all
@@ -64,6 +69,12 @@ def main(argv=None) -> int:
         "ort reference (dense)": _ort_runner(graphs["reference"], args.threads),
         "ort deploy (sparse op)": _ort_runner(graphs["deploy"], args.threads),
     }
+    if args.int8_dir is not None:
+        for kind, label in (("reference", "ort reference INT8 (QDQ)"), ("deploy", "ort deploy INT8 (INT8 op)")):
+            path = args.int8_dir / f"smsr_x2_{kind}_int8.onnx"
+            if not path.exists():
+                ap.error(f"{path} not found: make it with converters/build_engine.py --precision int8 --onnx-only")
+            runners[label] = _ort_runner(path, args.threads)
     if not args.no_torch:
         runners["torch dense-masked"] = _torch_runner(args.weights, args.threads, "dense_masked")
         runners["torch sparse (gather+GEMM)"] = _torch_runner(args.weights, args.threads, "sparse")
