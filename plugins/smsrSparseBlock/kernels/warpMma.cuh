@@ -141,11 +141,29 @@ struct MmaFor<float>
 {
     using type = MmaFloat;
 };
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 720
+//! Integer WMMA needs sm_72+: older device passes (a CUDA 11/12 build listing sm_70) get INT8 kernels that trap.
+struct MmaInt8Unsupported
+{
+    __device__ __forceinline__ void init() { __trap(); }
+    template <bool kFull>
+    __device__ __forceinline__ void step(signed char const*, signed char const*, bool, int, int)
+    {
+    }
+    __device__ __forceinline__ void store(int*, int, int) {}
+};
+template <>
+struct MmaFor<signed char>
+{
+    using type = MmaInt8Unsupported;
+};
+#else
 template <>
 struct MmaFor<signed char>
 {
     using type = MmaInt8;
 };
+#endif
 
 } // namespace kern
 } // namespace smsr
