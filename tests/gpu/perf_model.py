@@ -59,7 +59,8 @@ INT8 (`--precision int8`, issue 14): the same decomposition with the INT8 kernel
 TOPS = 2 x FP16, mma.sync IMMA ASSUMED at half of it like HMMA), one byte per feature/weight element, channel
 groups padded to 16, K chunks of 32 (a whole chunk's tensor and issue time even when a segment fills it only
 partly: conservative, the kernels skip the unused k-step), IMMA.16816 (2048 MAC, 4 cycles of a sub-core's INT8
-tensor pipe on sm_80/87) with the instructions per IMMA of the INT8 main loops, one more launch per block (the
+tensor pipe on sm_80/87) with the instructions per IMMA of the INT8 main loops, all 64 columns multiplied in every pass (the INT8 kernels have no
+column skips: tensor time of inactive tiles with fewer dense outputs counts 64 columns), one more launch per block (the
 K-contiguous weight pack). The mask,
 the bias and y stay FP16 (2 bytes). Dense INT8 baseline: the same INT8 implicit GEMM blocks as the FP16 baseline
 (4 conv3x3 + collect, int8 activations, y FP16) at DENSE_EFF of the INT8 peak or DRAM-bound. Model target: INT8
@@ -107,10 +108,11 @@ class Precision:
     mma: str         # SASS mnemonic of the main loops' tensor instruction
     extra_launches: int
     chunk: int       # K per chunk (padded channels of one segment per pipeline stage)
+    full_columns: bool = False  # every pass multiplies all 64 columns (no column skips: the INT8 kernels)
 
 
 PRECISIONS = {"fp16": Precision("fp16", 2, 8, 1.0, "HMMA", 0, TILE_K),
-              "int8": Precision("int8", 1, 16, 2.0, "IMMA", 1, TILE_K)}
+              "int8": Precision("int8", 1, 16, 2.0, "IMMA", 1, TILE_K, True)}
 FP16 = PRECISIONS["fp16"]
 
 
@@ -253,7 +255,7 @@ def gemm_time(g: Gemm, dev: Device, k: Kernels, prec: Precision = FP16) -> dict:
         if rows <= 0 or n_out <= 0:
             continue  # (chunks == 0 still writes its outputs: the bias of y at pixels without dense channels)
         for n0 in range(0, n_out, TILE_N):
-            n = pad(min(TILE_N, n_out - n0), 16)
+            n = TILE_N if prec.full_columns else pad(min(TILE_N, n_out - n0), 16)
             tiles = rows / TILE_M
             tiles_total += math.ceil(tiles)
             tensor = TILE_M * n * kc / (dev.mma_mac_clk * prec.rate)

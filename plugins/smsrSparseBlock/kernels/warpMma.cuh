@@ -62,7 +62,7 @@ struct MmaWmma
     __device__ __forceinline__ void step(T const* sA, T const* sB, bool two, int rows, int cols)
     {
         int const r0 = rowBase(), c0 = colBase();
-        if (r0 >= rows || (!kFull && c0 >= cols))
+        if ((sizeof(T) != 1 && r0 >= rows) || (!kFull && c0 >= cols))
             return;
         bool const col1 = kFull || c0 + 16 < cols;
         kStep(sA, sB, 0, r0, c0, col1);
