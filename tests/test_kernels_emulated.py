@@ -145,10 +145,9 @@ def test_int8_kernels_match_the_numpy_contract_on_the_official_block(build_dir, 
     """Block 0 of the official x2 model on a crop of butterfly (real mask): weights quantized per output channel,
     x and feature scales max-calibrated on this input; the emulated INT8 kernels give exactly the numpy reference's
     float32 and float16 y."""
-    sys_path_root = str(REPO)
     import sys
-    if sys_path_root not in sys.path:
-        sys.path.insert(0, sys_path_root)
+    if str(REPO) not in sys.path:  # calibration/, converters/ and tests/fixtures/ from this checkout
+        sys.path.insert(0, str(REPO))
     from calibration.int8_block import (Int8BlockScales, fold_collect_weights, quantize_per_channel,
                                         sparse_block_int8)
     from converters.deploy_op import op_weights

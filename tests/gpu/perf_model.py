@@ -57,8 +57,11 @@ Hardware constants (state of knowledge, no GPU measured here):
 INT8 (`--precision int8`, issue 14): the same decomposition with the INT8 kernels' parameters: tensor rate 2x FP16
 (Orin AGX: 275 sparse / 137.5 dense INT8 TOPS = 2 x the FP16 rate, so 2048 INT8 MAC/clk/SM; H200: 1979 dense INT8
 TOPS = 2 x FP16, mma.sync IMMA ASSUMED at half of it like HMMA), one byte per feature/weight element, channel
-groups padded to 16, IMMA.16816 (2048 MAC, 4 cycles of a sub-core's INT8 tensor pipe on sm_80/87) with the
-instructions per IMMA of the INT8 main loops, one more launch per block (the K-contiguous weight pack). The mask,
+groups padded to 16, K chunks of 32 (a whole chunk's tensor and issue time even when a segment fills it only
+partly: conservative, the kernels skip the unused k-step), IMMA.16816 (2048 MAC, 4 cycles of a sub-core's INT8
+tensor pipe on sm_80/87) with the instructions per IMMA of the INT8 main loops, all 64 columns multiplied in every pass (the INT8 kernels have no
+column skips: tensor time of inactive tiles with fewer dense outputs counts 64 columns), one more launch per block (the
+K-contiguous weight pack). The mask,
 the bias and y stay FP16 (2 bytes). Dense INT8 baseline: the same INT8 implicit GEMM blocks as the FP16 baseline
 (4 conv3x3 + collect, int8 activations, y FP16) at DENSE_EFF of the INT8 peak or DRAM-bound. Model target: INT8
 sparse blocks >= 1.3x faster than dense INT8 blocks at 37 % density on Orin (derived_instr_per_mma_limit("int8")).
@@ -104,9 +107,12 @@ class Precision:
     rate: float      # tensor MAC rate relative to FP16
     mma: str         # SASS mnemonic of the main loops' tensor instruction
     extra_launches: int
+    chunk: int       # K per chunk (padded channels of one segment per pipeline stage)
+    full_columns: bool = False  # every pass multiplies all 64 columns (no column skips: the INT8 kernels)
 
 
-PRECISIONS = {"fp16": Precision("fp16", 2, 8, 1.0, "HMMA", 0), "int8": Precision("int8", 1, 16, 2.0, "IMMA", 1)}
+PRECISIONS = {"fp16": Precision("fp16", 2, 8, 1.0, "HMMA", 0, TILE_K),
+              "int8": Precision("int8", 1, 16, 2.0, "IMMA", 1, TILE_K, True)}
 FP16 = PRECISIONS["fp16"]
 
 
@@ -193,16 +199,16 @@ def block_gemms(design: str, dense, sparse, d: float, px: int, nhwc_io: bool = F
     act, ina = d * px, (1 - d) * px
     gemms = []
     v2 = design == "v2"
-    g, eb = prec.group, prec.elem
+    g, eb, kc = prec.group, prec.elem, prec.chunk
     width = (lambda dd, ss: pad(dd, g) + pad(ss, g)) if v2 else (lambda dd, ss: dd + ss)
     for l in range(4):
         din, sin = (C, 0) if l == 0 else (dense[l - 1], sparse[l - 1])
         cin = width(din, sin)
         cout, dout = dense[l] + sparse[l], dense[l]
         if v2:
-            k_act, k_ina = 9 * math.ceil(cin / TILE_K), 9 * math.ceil(pad(din, g) / TILE_K)
+            k_act, k_ina = 9 * math.ceil(cin / kc), 9 * math.ceil(pad(din, g) / kc)
         else:
-            k_act, k_ina = math.ceil(9 * cin / TILE_K), math.ceil(9 * din / TILE_K)
+            k_act, k_ina = math.ceil(9 * cin / kc), math.ceil(9 * din / kc)
         parts = [(act, cout, k_act)]
         if dout > 0 and din > 0:
             parts.append((ina, dout, k_ina))
@@ -211,11 +217,15 @@ def block_gemms(design: str, dense, sparse, d: float, px: int, nhwc_io: bool = F
         gemms.append(Gemm(parts, rd + wr + 4 * px, f"layer {l}"))
     # collect: 1x1 over concat(f_0..f_3), 64 outputs at every pixel
     if v2:
-        k_act = math.ceil(sum(width(x, y) for x, y in zip(dense, sparse)) / TILE_K)
-        k_ina = math.ceil(sum(pad(x, g) for x in dense) / TILE_K)
+        if prec.name == "int8":  # one segment per feature f_l: a chunk never spans two (flattening undercounts)
+            k_act = sum(math.ceil(width(x, y) / kc) for x, y in zip(dense, sparse))
+            k_ina = sum(math.ceil(pad(x, g) / kc) for x in dense if x)
+        else:  # FP16: the flattened count of the published FP16 figures (differs by <= 1 chunk per block)
+            k_act = math.ceil(sum(width(x, y) for x, y in zip(dense, sparse)) / kc)
+            k_ina = math.ceil(sum(pad(x, g) for x in dense) / kc)
     else:
-        k_act = sum(math.ceil((x + y) / TILE_K) for x, y in zip(dense, sparse))
-        k_ina = sum(math.ceil(x / TILE_K) for x in dense if x)
+        k_act = sum(math.ceil((x + y) / kc) for x, y in zip(dense, sparse))
+        k_ina = sum(math.ceil(x / kc) for x in dense if x)
     parts = [(act, C, k_act), (ina, C, k_ina)]
     rd = sum(x * eb * px + y * eb * act for x, y in zip(dense, sparse))
     if v2:  # f_3 stays on chip (fused into layer 3): neither written nor re-read
@@ -235,8 +245,9 @@ def block_gemms(design: str, dense, sparse, d: float, px: int, nhwc_io: bool = F
 
 def gemm_time(g: Gemm, dev: Device, k: Kernels, prec: Precision = FP16) -> dict:
     r = occupancy(dev, k)
-    a_bytes = TILE_M * TILE_K * prec.elem
-    b_bytes = TILE_K * TILE_N * prec.elem
+    kc = prec.chunk
+    a_bytes = TILE_M * kc * prec.elem
+    b_bytes = kc * TILE_N * prec.elem
     sm_clk = 0.0
     tiles_total = 0
     bound_clk = {"tensor": 0.0, "issue": 0.0, "smem": 0.0, "L2": 0.0, "latency": 0.0, "epilogue": 0.0}
@@ -244,13 +255,13 @@ def gemm_time(g: Gemm, dev: Device, k: Kernels, prec: Precision = FP16) -> dict:
         if rows <= 0 or n_out <= 0:
             continue  # (chunks == 0 still writes its outputs: the bias of y at pixels without dense channels)
         for n0 in range(0, n_out, TILE_N):
-            n = pad(min(TILE_N, n_out - n0), 16)
+            n = TILE_N if prec.full_columns else pad(min(TILE_N, n_out - n0), 16)
             tiles = rows / TILE_M
             tiles_total += math.ceil(tiles)
-            tensor = TILE_M * n * TILE_K / (dev.mma_mac_clk * prec.rate)
+            tensor = TILE_M * n * kc / (dev.mma_mac_clk * prec.rate)
             # a 128x64x32 chunk is 128 HMMA.16816 however the warps split it; the gathers and the instruction
             # stream are the same whatever N (loads, index maths, barriers)
-            issue = TILE_M * TILE_N * TILE_K / HMMA_MAC * k.instr_per_hmma / 4
+            issue = TILE_M * TILE_N * kc / HMMA_MAC * k.instr_per_hmma / 4
             smem = (a_bytes + b_bytes) * 2 / 128
             # cp.async.cg bypasses L1: all 9 taps' A bytes and every B chunk come from L2; with L1 allocation the
             # three horizontal taps of a row and the B chunk (shared by the tiles of an SM) mostly hit L1

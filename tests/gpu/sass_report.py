@@ -31,8 +31,8 @@ Limits (`--check`, and tests/gpu/test_sass_report.py in CI), derived in tests/gp
 - no inner loop in an HMMA main loop that moves data (loads/stores) or is longer than MAX_CONTROL_LOOP (= 32)
   instructions: its trip count would make instructions/HMMA unknowable (short control-only loops, e.g. skipping
   empty taps, are reported with ">=" and allowed), and instructions per HMMA <= MAX_INSTR_PER_HMMA (= 10);
-- INT8 (IMMA) main loops: the same inner-loop rule and instructions per IMMA <= MAX_INSTR_PER_IMMA (= 6.5, a
-  regression limit: see its comment).
+- INT8 (IMMA) main loops: the same inner-loop rule and instructions per IMMA <= MAX_INSTR_PER_IMMA (= 5.25, from
+  the model) on sm_87, <= MAX_INSTR_PER_IMMA_OTHER_ARCH (= 6.0, a regression limit) on other architectures.
 """
 from __future__ import annotations
 
@@ -59,10 +59,12 @@ NVCC_DEFAULT = "/usr/local/cuda/bin/nvcc"
 MAX_INSTR_PER_HMMA = 10.0
 # INT8 main loops (IMMA.16816, issue 14): an IMMA.16816 is 2048 MAC at the doubled INT8 rate, 4 cycles of a
 # sub-core's tensor pipe on sm_80/87, so above 4 instructions per IMMA the loop is issue-bound. The model target
-# (INT8 sparse >= 1.3x dense INT8 at 37 % on Orin) needs <= perf_model.derived_instr_per_imma_limit() (5.7 at
-# nominal occupancy); today's kernels issue 5.9 (sm_87) / 6.1 (sm_90), so this is a REGRESSION limit above the
-# derived one, not a proof of the target (docs/BENCHMARKS.md, INT8 model section).
-MAX_INSTR_PER_IMMA = 6.5
+# (INT8 sparse >= 1.3x dense INT8 at 37 % on Orin) holds up to perf_model.derived_instr_per_imma_limit() (5.27 at
+# nominal occupancy): CI's limit on sm_87, the target's architecture, stays under it. Elsewhere (sm_90: L2-bound in
+# the model, and dense INT8 there is wgmma's) a regression limit.
+MAX_INSTR_PER_IMMA = 5.25
+MAX_INSTR_PER_IMMA_OTHER_ARCH = 6.0
+IMMA_TARGET_ARCH = "87"
 # An inner loop without loads/stores and at most this long (e.g. skipping empty taps of the neighbour map) adds at
 # most its size per extra trip and cannot hide per-element work: reported (">=") but allowed.
 MAX_CONTROL_LOOP = 32
@@ -479,6 +481,7 @@ def report(source: Path, archs=DEFAULT_ARCHS, extra_flags: list[str] | None = No
 
 def limits() -> dict:
     return {"max_instr_per_hmma": MAX_INSTR_PER_HMMA, "max_instr_per_imma": MAX_INSTR_PER_IMMA,
+            "max_instr_per_imma_other_arch": MAX_INSTR_PER_IMMA_OTHER_ARCH,
             "spill_bytes": 0, "main_loop_divisions": 0,
             "main_loop_data_inner_loops": 0, "max_control_inner_loop": MAX_CONTROL_LOOP}
 
@@ -499,7 +502,8 @@ def violations(rep: dict) -> list[str]:
                 if lp["local_memory"]:
                     bad.append(f"{where}: {lp['local_memory']} local-memory (LDL/STL) instructions")
                 if lp["mma_op"].startswith(("HMMA", "HGMMA", "IMMA")):
-                    mma, limit = ("IMMA", MAX_INSTR_PER_IMMA) if lp["mma_op"].startswith("IMMA") \
+                    imma_limit = MAX_INSTR_PER_IMMA if str(arch) == IMMA_TARGET_ARCH else MAX_INSTR_PER_IMMA_OTHER_ARCH
+                    mma, limit = ("IMMA", imma_limit) if lp["mma_op"].startswith("IMMA") \
                         else ("HMMA", MAX_INSTR_PER_HMMA)
                     heavy = [il for il in lp["inner_loops"]
                              if il["moves_data"] or il["instructions"] > MAX_CONTROL_LOOP]
@@ -539,7 +543,8 @@ def format_table(rep: dict) -> str:
     bad = violations(rep)
     lines += ["", f"Limits: spills 0, divisions in a main loop 0, no data-moving (or > {MAX_CONTROL_LOOP}-instruction) "
                   f"inner loop in an HMMA/IMMA main loop, instructions per HMMA <= {MAX_INSTR_PER_HMMA:g}, "
-                  f"per IMMA <= {MAX_INSTR_PER_IMMA:g}.",
+                  f"per IMMA <= {MAX_INSTR_PER_IMMA:g} (sm_{IMMA_TARGET_ARCH}; "
+                  f"{MAX_INSTR_PER_IMMA_OTHER_ARCH:g} elsewhere).",
               "All limits hold." if not bad else f"{len(bad)} limit(s) broken:"]
     lines += [f"  - {b}" for b in bad]
     return "\n".join(lines)

@@ -402,6 +402,25 @@ def test_dense_baseline_is_the_stated_formula():
     assert perf_model.dense_block_time(px, ORIN) == pytest.approx(4 * conv + collect)
 
 
+def test_int8_dense_baseline_has_twice_the_rate_and_byte_activations():
+    px = 1000
+    peak = 0.7 * 1024 * 2 * 16 * 1.3e9
+    bw = 0.8 * 204.8e9
+    conv = max(64 * 64 * 9 * px / peak, 128 * px / bw) + 4e-6
+    collect = max(256 * 64 * px / peak, (256 + 128) * px / bw) + 4e-6  # int8 features in, FP16 y out
+    assert perf_model.dense_block_time(px, ORIN, perf_model.PRECISIONS["int8"]) == pytest.approx(4 * conv + collect)
+
+
+def test_int8_blocks_have_byte_features_groups_of_16_and_the_weight_pack_launch():
+    int8 = perf_model.PRECISIONS["int8"]
+    g16, _, n8 = perf_model.block_gemms("v2", [24, 9, 3, 0], [40, 55, 61, 64], 1.0, 1000, prec=int8)
+    g8, _, n16 = perf_model.block_gemms("v2", [24, 9, 3, 0], [40, 55, 61, 64], 1.0, 1000)
+    assert n8 == n16 + 1
+    assert g16[0].dram_bytes < g8[0].dram_bytes
+    # layer 1 reads f_0 padded to 16: 32 + 48 = 80 channels = 3 chunks of 32 per tap (FP16: 24 + 40 = 64: 2)
+    assert g16[1].parts[0][2] == 27 and g8[1].parts[0][2] == 18
+
+
 def test_full_mask_all_sparse_executes_at_least_the_dense_work():
     for design in ("v1", "v2"):
         gemms, _, _ = perf_model.block_gemms(design, [0] * 4, [64] * 4, 1.0, 128 * 100)

@@ -143,11 +143,13 @@ __device__ __forceinline__ void runGemm(Segs const& segs, TileLoader<T>& ld, uns
 }
 
 //! Passes with all 64 output channels (active tiles, the collect) get a main loop without column predicates.
+//! INT8: every pass runs that loop (the packed weights are zero past Cout, so the extra columns compute zeros): the
+//! warp-uniform column and row skips cost more issue slots (WARPSYNC, branches) than the IMMAs they save.
 template <typename T, typename Segs>
 __device__ __forceinline__ void gemmPass(
     Segs const& segs, TileLoader<T>& ld, unsigned char* smem, int co0, int cols, int rows)
 {
-    if (cols == kNc)
+    if (cols == kNc || sizeof(T) == 1)
         runGemm<T, true>(segs, ld, smem, co0, cols, rows);
     else
         runGemm<T, false>(segs, ld, smem, co0, cols, rows);

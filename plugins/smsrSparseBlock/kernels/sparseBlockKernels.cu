@@ -19,6 +19,8 @@ namespace smsr
 namespace
 {
 
+static_assert(kern::kMaxInt8Channels == kMaxSparseBlockInt8Channels, "one INT8 channel limit");
+
 constexpr size_t kAlign = 256;
 size_t alignUp(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
@@ -211,20 +213,21 @@ cudaError_t enqueueTyped(SparseBlockShape const& s, SparseBlockTensors const& t,
         auto pack = &kern::packWeightsInt8Kernel;
         SIMT_LAUNCH(pack, dim3(unsigned(maxPad), 9, unsigned(kern::kPackJobsInt8)), dim3(128), 0, stream)(pk);
     }
-    for (int l = 0; l <= kSparseBlockLayers && !kInt8; ++l)
-    {
-        int rows = 0, cols = 0;
-        weightMatrix(s, l, rows, cols);
-        wSrc[l] = static_cast<T const*>(l < kSparseBlockLayers ? t.weights[l] : t.collectWeight);
-        wUse[l] = L.padded[l] ? reinterpret_cast<T const*>(ws + L.weights[l]) : wSrc[l];
-        wLd[l] = L.padded[l] ? padTo(cols, elem.group) : cols;
-        if (L.padded[l])
+    if constexpr (!kInt8)
+        for (int l = 0; l <= kSparseBlockLayers; ++l)
         {
-            auto pad = &kern::padWeightsKernel<T>;
-            kern::PadJob<T> const job{wSrc[l], const_cast<T*>(wUse[l]), rows, cols};
-            SIMT_LAUNCH(pad, dim3(unsigned(rows)), dim3(256), 0, stream)(job);
+            int rows = 0, cols = 0;
+            weightMatrix(s, l, rows, cols);
+            wSrc[l] = static_cast<T const*>(l < kSparseBlockLayers ? t.weights[l] : t.collectWeight);
+            wUse[l] = L.padded[l] ? reinterpret_cast<T const*>(ws + L.weights[l]) : wSrc[l];
+            wLd[l] = L.padded[l] ? padTo(cols, elem.group) : cols;
+            if (L.padded[l])
+            {
+                auto pad = &kern::padWeightsKernel<T>;
+                kern::PadJob<T> const job{wSrc[l], const_cast<T*>(wUse[l]), rows, cols};
+                SIMT_LAUNCH(pad, dim3(unsigned(rows)), dim3(256), 0, stream)(job);
+            }
         }
-    }
 
     kern::PrepareParams<T, TO> pp{};
     pp.mask = static_cast<TO const*>(t.mask);

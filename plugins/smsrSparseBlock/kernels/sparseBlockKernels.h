@@ -43,6 +43,11 @@ cudaError_t enqueueSparseBlock(SparseBlockShape const& shape, DataType type, Spa
 // float mode (x int8 in kNCHW; kNHWC only where the implementation says so). Scales are host memory, read during
 // the call (the requantization multipliers travel by value in kernel parameters: nothing is copied to the device).
 
+//! INT8 limits: x and y NCHW only; at most this many output channels per layer and in the collect (the
+//! requantization multipliers travel by value in the kernel parameters); tensor cores for INT8 need sm_72+.
+//! Other shapes get workspace size 0 and cudaErrorInvalidValue.
+constexpr int32_t kMaxSparseBlockInt8Channels = 256;
+
 //! Bytes of device workspace enqueueSparseBlockInt8 needs. Host-only, no CUDA calls.
 size_t getSparseBlockInt8WorkspaceSize(SparseBlockShape const& shape, DataType outType) noexcept;
 

@@ -213,24 +213,25 @@ struct TileLoader
 #else
             stB[0] = load16(bCol0 + c0, c0 + bSlotK() < range);
 #endif
-            copyCommit();
-            return;
         }
-        // B row k = padded channel c0 + k -> natural row (dense: same index; sparse: minus the dense padding).
-        // Weight rows are 16-byte aligned with zeros past the output channels (padded copy when Cout % 8 != 0).
-        SMSR_UNROLL
-        for (int j = 0; j < L::kBCopies; ++j)
+        else
         {
-            int const pk = c0 + bRow(j);
-            bool const sparseRow = pk >= padDense;
-            int const nat = sparseRow ? pk - sparseShift : pk;
-            bool const pred = pk < range && pk < (sparseRow ? sparseEnd : denseEnd) && bColLeft > 0;
-            T const* src = bCol0 + ptrdiff_t(nat) * ldw;
+            // B row k = padded channel c0 + k -> natural row (dense: same index; sparse: minus the dense padding).
+            // Weight rows are 16-byte aligned with zeros past the output channels (padded copy when Cout % 8 != 0).
+            SMSR_UNROLL
+            for (int j = 0; j < L::kBCopies; ++j)
+            {
+                int const pk = c0 + bRow(j);
+                bool const sparseRow = pk >= padDense;
+                int const nat = sparseRow ? pk - sparseShift : pk;
+                bool const pred = pk < range && pk < (sparseRow ? sparseEnd : denseEnd) && bColLeft > 0;
+                T const* src = bCol0 + ptrdiff_t(nat) * ldw;
 #if defined(SMSR_ASYNC_COPY)
-            copy16Async(sB + L::C::bAt(bRow(j), bCol()), src, pred);
+                copy16Async(sB + L::C::bAt(bRow(j), bCol()), src, pred);
 #else
-            stB[j] = load16(src, pred);
+                stB[j] = load16(src, pred);
 #endif
+            }
         }
         copyCommit();
     }

@@ -62,7 +62,7 @@ struct MmaWmma
     __device__ __forceinline__ void step(T const* sA, T const* sB, bool two, int rows, int cols)
     {
         int const r0 = rowBase(), c0 = colBase();
-        if (r0 >= rows || (!kFull && c0 >= cols))
+        if ((sizeof(T) != 1 && r0 >= rows) || (!kFull && c0 >= cols))
             return;
         bool const col1 = kFull || c0 + 16 < cols;
         kStep(sA, sB, 0, r0, c0, col1);
@@ -141,11 +141,29 @@ struct MmaFor<float>
 {
     using type = MmaFloat;
 };
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 720
+//! Integer WMMA needs sm_72+: older device passes (a CUDA 11/12 build listing sm_70) get INT8 kernels that trap.
+struct MmaInt8Unsupported
+{
+    __device__ __forceinline__ void init() { __trap(); }
+    template <bool kFull>
+    __device__ __forceinline__ void step(signed char const*, signed char const*, bool, int, int)
+    {
+    }
+    __device__ __forceinline__ void store(int*, int, int) {}
+};
+template <>
+struct MmaFor<signed char>
+{
+    using type = MmaInt8Unsupported;
+};
+#else
 template <>
 struct MmaFor<signed char>
 {
     using type = MmaInt8;
 };
+#endif
 
 } // namespace kern
 } // namespace smsr

@@ -1051,7 +1051,8 @@ int main(int argc, char** argv)
             Int8Data d = makeInt8Block(c.s, c.density, c.scatter, caseSeed + 500, c.mixed);
             std::vector<float> const ref = referenceInt8(d, true);
             for (DataType t : {DataType::kFLOAT, DataType::kHALF})
-                failures += !runCaseInt8(c.name, d, ref, t);
+                if (!(expectFailure && failures)) // an injected bug is detected at its first failing check
+                    failures += !runCaseInt8(c.name, d, ref, t);
         }
         for (DataType t : {DataType::kFLOAT, DataType::kHALF})
         {
