@@ -23,6 +23,7 @@
  *                   against the scalar reference; y (float32, then float16 output) written to PREFIX.f32 / .f16.
  */
 #include "sparseBlockKernels.h"
+#include "sparseBlockInt8Reference.h"
 
 #if !defined(SMSR_SIMT_EMULATION)
 #include <cuda_fp16.h>
@@ -515,89 +516,33 @@ struct Int8Data
     }
 };
 
-//! The INT8 contract, scalar (sparseBlockQuant.h): y before the cast to the output type, NCHW. calibrate = true
-//! first sets feature[l] from layer l's own accumulators (half the largest |acc| maps to code 127), as a
-//! calibration would, so the codes use the whole 0..127 range with a few saturating.
+//! The INT8 contract (the shared C++ reference, sparseBlockInt8Reference.h): y before the cast to the output type,
+//! NCHW. calibrate = true first sets feature[l] from layer l's own sums (half the largest |acc| maps to code 127),
+//! as a calibration would, so the codes use the whole 0..127 range with a few saturating.
 std::vector<float> referenceInt8(Int8Data& d, bool calibrate)
 {
     SparseBlockShape const& s = d.s;
-    int const N = s.batch, H = s.height, W = s.width, C = s.channels;
-    size_t const HW = size_t(H) * W;
-    std::vector<int32_t> a(d.x.begin(), d.x.end()); // N x Cin x HW codes of the current layer input
-    std::vector<int64_t> accC(size_t(N) * C * HW, 0);
-    int collectOff = 0;
+    std::vector<int32_t> codes[4];
+    std::vector<int32_t> in(d.x.begin(), d.x.end()); // N x Cin x HW codes of the current layer input
     for (int l = 0; l < 4; ++l)
     {
-        int const cin = smsr::layerInChannels(s, l), cout = smsr::layerOutChannels(s, l);
-        int const dIn = l == 0 ? cin : s.dense[l - 1];
-        std::vector<int32_t> acc(size_t(N) * cout * HW);
-        int64_t maxAbs = 0;
-        for (int n = 0; n < N; ++n)
-            for (int co = 0; co < cout; ++co)
-                for (int yy = 0; yy < H; ++yy)
-                    for (int xx = 0; xx < W; ++xx)
-                    {
-                        size_t const p = size_t(yy) * W + xx;
-                        bool const m = d.mask[n * HW + p] != 0.f;
-                        int64_t sd = 0, ss = 0;
-                        for (int t = 0; t < 9; ++t)
-                        {
-                            int const sy = yy + t / 3 - 1, sx = xx + t % 3 - 1;
-                            if (sy < 0 || sy >= H || sx < 0 || sx >= W)
-                                continue;
-                            for (int ci = 0; ci < cin; ++ci)
-                            {
-                                int64_t const v = int64_t(a[(size_t(n) * cin + ci) * HW + size_t(sy) * W + sx])
-                                    * d.w[l][wIndex(t, ci, co, cin, cout)];
-                                (ci < dIn ? sd : ss) += v;
-                            }
-                        }
-                        int64_t z = sd + (m ? ss : 0);
-                        if (co >= s.dense[l] && !m)
-                            z = 0;
-                        acc[(size_t(n) * cout + co) * HW + p] = int32_t(z);
-                        maxAbs = std::max(maxAbs, z < 0 ? -z : z);
-                    }
-        double const sIn = l == 0 ? d.xScale : d.feature[l - 1];
+        std::vector<int32_t> const acc = smsr::reference::int8LayerSums(s, l, in, d.w[l].data(), d.mask.data());
         if (calibrate)
         {
+            int64_t maxAbs = 0;
+            for (int32_t v : acc)
+                maxAbs = std::max<int64_t>(maxAbs, v < 0 ? -int64_t(v) : int64_t(v));
+            double const sIn = l == 0 ? d.xScale : d.feature[l - 1];
             double sw = 0;
             for (float v : d.wScale[l])
                 sw += v;
-            sw /= cout;
+            sw /= smsr::layerOutChannels(s, l);
             d.feature[l] = float(sIn * sw * std::max<double>(1.0, 0.5 * double(maxAbs)) / 127.0);
         }
-        smsr::SparseBlockInt8Scales const q = d.scales();
-        std::vector<float> r(cout);
-        smsr::sparseBlockRequantMultipliers(s, q, l, r.data());
-        std::vector<int32_t> f(acc.size());
-        for (int n = 0; n < N; ++n)
-            for (int co = 0; co < cout; ++co)
-                for (size_t p = 0; p < HW; ++p)
-                {
-                    size_t const i = (size_t(n) * cout + co) * HW + p;
-                    f[i] = smsr::requantizeReluCode(acc[i], r[co]);
-                }
-        for (int n = 0; n < N; ++n)
-            for (int co = 0; co < C; ++co)
-                for (int ci = 0; ci < cout; ++ci)
-                {
-                    int64_t const wv = d.wc[size_t(collectOff + ci) * C + co];
-                    for (size_t p = 0; p < HW; ++p)
-                        accC[(size_t(n) * C + co) * HW + p] += wv * f[(size_t(n) * cout + ci) * HW + p];
-                }
-        collectOff += cout;
-        a.swap(f);
+        codes[l] = smsr::reference::int8LayerCodes(s, l, acc, d.scales());
+        in = codes[l];
     }
-    std::vector<float> y(accC.size());
-    for (int n = 0; n < N; ++n)
-        for (int co = 0; co < C; ++co)
-            for (size_t p = 0; p < HW; ++p)
-            {
-                size_t const i = (size_t(n) * C + co) * HW + p;
-                y[i] = smsr::dequantizeCollect(int32_t(accC[i]), d.cScale[co], d.bc[co]);
-            }
-    return y;
+    return smsr::reference::int8Collect(s, codes, d.wc.data(), d.bc.data(), d.cScale.data());
 }
 
 //! Random codes and scales; feature scales calibrated by the reference. half: bc exactly representable in FP16.
