@@ -188,6 +188,49 @@ smsr::SparseBlockShape shapeFromX(std::vector<int64_t> const& xs, Attributes con
 }
 
 //! The work runner on ONNX Runtime's intra-op pool (dynamic scheduling).
+//! Runs a kernel's compute and turns what it throws into an ONNX Runtime status (NodeError / invalid_argument:
+//! INVALID_ARGUMENT, anything else: FAIL), the message prefixed with the node where it lacks one.
+template <typename F>
+OrtStatusPtr guardedCompute(OrtApi const& api, std::string const& where, F&& compute) noexcept
+{
+    try
+    {
+        compute();
+        return nullptr;
+    }
+    catch (NodeError const& e)
+    {
+        return api.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+    }
+    catch (std::invalid_argument const& e)
+    {
+        return api.CreateStatus(ORT_INVALID_ARGUMENT, (where + ": " + e.what()).c_str());
+    }
+    catch (std::exception const& e)
+    {
+        return api.CreateStatus(ORT_FAIL, (where + ": " + e.what()).c_str());
+    }
+    catch (...)
+    {
+        return api.CreateStatus(ORT_FAIL, (where + ": unknown error").c_str());
+    }
+}
+
+//! The node's 8 inputs and their shapes; a missing one is a NodeError naming it.
+void readInputs(Ort::KernelContext& ctx, std::string const& where, std::vector<Ort::ConstValue>& in,
+    std::vector<std::vector<int64_t>>& shapes)
+{
+    if (ctx.GetInputCount() != kNumInputs)
+        throw NodeError(where + ": got " + std::to_string(ctx.GetInputCount()) + " inputs, expected 8");
+    for (size_t i = 0; i < kNumInputs; ++i)
+    {
+        in.push_back(ctx.GetInput(i));
+        if (!in.back())
+            throw NodeError(where + ": input " + std::to_string(i) + " (" + kInputNames[i] + ") is missing");
+        shapes.push_back(in.back().GetTensorTypeAndShapeInfo().GetShape());
+    }
+}
+
 struct OrtRunner final : smsr::cpu::ParallelRunner
 {
     Ort::KernelContext& ctx;
@@ -235,43 +278,15 @@ struct SparseBlockKernel
 
     OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept
     {
-        try
-        {
-            compute(context);
-            return nullptr;
-        }
-        catch (NodeError const& e)
-        {
-            return mApi.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-        }
-        catch (std::invalid_argument const& e)
-        {
-            return mApi.CreateStatus(ORT_INVALID_ARGUMENT, (mWhere + ": " + e.what()).c_str());
-        }
-        catch (std::exception const& e)
-        {
-            return mApi.CreateStatus(ORT_FAIL, (mWhere + ": " + e.what()).c_str());
-        }
-        catch (...)
-        {
-            return mApi.CreateStatus(ORT_FAIL, (mWhere + ": unknown error").c_str());
-        }
+        return guardedCompute(mApi, mWhere, [&] { compute(context); });
     }
 
     void compute(OrtKernelContext* context)
     {
         Ort::KernelContext ctx(context);
-        if (ctx.GetInputCount() != kNumInputs)
-            throw NodeError(mWhere + ": got " + std::to_string(ctx.GetInputCount()) + " inputs, expected 8");
         std::vector<Ort::ConstValue> in;
         std::vector<std::vector<int64_t>> shapes;
-        for (size_t i = 0; i < kNumInputs; ++i)
-        {
-            in.push_back(ctx.GetInput(i));
-            if (!in.back())
-                throw NodeError(mWhere + ": input " + std::to_string(i) + " (" + kInputNames[i] + ") is missing");
-            shapes.push_back(in.back().GetTensorTypeAndShapeInfo().GetShape());
-        }
+        readInputs(ctx, mWhere, in, shapes);
         smsr::SparseBlockShape s = shapeFrom(shapes[0]);
         for (int64_t d : shapes[0])
             if (d > INT32_MAX)
@@ -528,43 +543,15 @@ struct SparseBlockInt8Kernel
 
     OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept
     {
-        try
-        {
-            compute(context);
-            return nullptr;
-        }
-        catch (NodeError const& e)
-        {
-            return mApi.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-        }
-        catch (std::invalid_argument const& e)
-        {
-            return mApi.CreateStatus(ORT_INVALID_ARGUMENT, (mWhere + ": " + e.what()).c_str());
-        }
-        catch (std::exception const& e)
-        {
-            return mApi.CreateStatus(ORT_FAIL, (mWhere + ": " + e.what()).c_str());
-        }
-        catch (...)
-        {
-            return mApi.CreateStatus(ORT_FAIL, (mWhere + ": unknown error").c_str());
-        }
+        return guardedCompute(mApi, mWhere, [&] { compute(context); });
     }
 
     void compute(OrtKernelContext* context)
     {
         Ort::KernelContext ctx(context);
-        if (ctx.GetInputCount() != kNumInputs)
-            throw NodeError(mWhere + ": got " + std::to_string(ctx.GetInputCount()) + " inputs, expected 8");
         std::vector<Ort::ConstValue> in;
         std::vector<std::vector<int64_t>> shapes;
-        for (size_t i = 0; i < kNumInputs; ++i)
-        {
-            in.push_back(ctx.GetInput(i));
-            if (!in.back())
-                throw NodeError(mWhere + ": input " + std::to_string(i) + " (" + kInputNames[i] + ") is missing");
-            shapes.push_back(in.back().GetTensorTypeAndShapeInfo().GetShape());
-        }
+        readInputs(ctx, mWhere, in, shapes);
         smsr::SparseBlockShape s = shapeFromX(shapes[0], mAttr, mWhere);
         for (int64_t d : shapes[0])
             if (d > INT32_MAX)

@@ -2,6 +2,7 @@
 
 #include "cpuBlas.h"
 #include "cpuKernels.h"
+#include "parallelPhase.h"
 #include "halfConvert.h"
 
 #include <algorithm>
@@ -343,42 +344,6 @@ struct ImageJob
         k->storeColumns(out, C, list, n, Wp, W, hw, bias, y);
     }
 };
-
-//! Runs items of one phase; the first exception thrown by any item is rethrown on the calling thread.
-template <typename F>
-void runPhase(ParallelRunner& runner, size_t total, F&& body)
-{
-    if (total == 0)
-        return;
-    struct Ctx
-    {
-        F* body;
-        std::atomic<bool> failed{false};
-        std::mutex m;
-        std::exception_ptr error;
-    } ctx;
-    ctx.body = &body;
-    runner.run(total,
-        [](void* data, size_t i) {
-            auto* c = static_cast<Ctx*>(data);
-            if (c->failed.load(std::memory_order_relaxed))
-                return;
-            try
-            {
-                (*c->body)(i);
-            }
-            catch (...)
-            {
-                std::lock_guard<std::mutex> lock(c->m);
-                if (!c->error)
-                    c->error = std::current_exception();
-                c->failed = true;
-            }
-        },
-        &ctx);
-    if (ctx.error)
-        std::rethrow_exception(ctx.error);
-}
 
 void packWeights(SparseBlockShape const& s, float const* const weights[4], float const* wc, char* ws,
     Layout const& lay, ImageJob& job)

@@ -1,6 +1,7 @@
 #include "sparseBlockCpuInt8.h"
 
 #include "cpuKernelsInt8.h"
+#include "parallelPhase.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -104,42 +105,6 @@ Scratch& scratch()
 {
     thread_local Scratch s;
     return s;
-}
-
-//! Runs items of one phase; the first exception thrown by any item is rethrown on the calling thread.
-template <typename F>
-void runPhase(ParallelRunner& runner, size_t total, F&& body)
-{
-    if (total == 0)
-        return;
-    struct Ctx
-    {
-        F* body;
-        std::atomic<bool> failed{false};
-        std::mutex m;
-        std::exception_ptr error;
-    } ctx;
-    ctx.body = &body;
-    runner.run(total,
-        [](void* data, size_t i) {
-            auto* c = static_cast<Ctx*>(data);
-            if (c->failed.load(std::memory_order_relaxed))
-                return;
-            try
-            {
-                (*c->body)(i);
-            }
-            catch (...)
-            {
-                std::lock_guard<std::mutex> lock(c->m);
-                if (!c->error)
-                    c->error = std::current_exception();
-                c->failed = true;
-            }
-        },
-        &ctx);
-    if (ctx.error)
-        std::rethrow_exception(ctx.error);
 }
 
 #if defined(__SSE2__)
