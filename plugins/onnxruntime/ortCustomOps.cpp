@@ -231,6 +231,29 @@ void readInputs(Ort::KernelContext& ctx, std::string const& where, std::vector<O
     }
 }
 
+//! Creates a kernel object; what its constructor throws becomes a status (NodeError: INVALID_ARGUMENT, else FAIL).
+template <typename Kernel>
+OrtStatusPtr createKernel(OrtApi const& api, OrtKernelInfo const* info, void** kernel, char const* label) noexcept
+{
+    try
+    {
+        *kernel = new Kernel(api, info);
+        return nullptr;
+    }
+    catch (NodeError const& e)
+    {
+        return api.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+    }
+    catch (std::exception const& e)
+    {
+        return api.CreateStatus(ORT_FAIL, (std::string(label) + ": " + e.what()).c_str());
+    }
+    catch (...)
+    {
+        return api.CreateStatus(ORT_FAIL, (std::string(label) + ": unknown error while creating the kernel").c_str());
+    }
+}
+
 struct OrtRunner final : smsr::cpu::ParallelRunner
 {
     Ort::KernelContext& ctx;
@@ -349,23 +372,7 @@ struct SparseBlockOp : Ort::CustomOpBase<SparseBlockOp<Half>, SparseBlockKernel<
 {
     OrtStatusPtr CreateKernelV2(OrtApi const& api, OrtKernelInfo const* info, void** kernel) const noexcept
     {
-        try
-        {
-            *kernel = new SparseBlockKernel<Half>(api, info);
-            return nullptr;
-        }
-        catch (NodeError const& e)
-        {
-            return api.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-        }
-        catch (std::exception const& e)
-        {
-            return api.CreateStatus(ORT_FAIL, (std::string(kOpName) + ": " + e.what()).c_str());
-        }
-        catch (...)
-        {
-            return api.CreateStatus(ORT_FAIL, "SMSRSparseBlock: unknown error while creating the kernel");
-        }
+        return createKernel<SparseBlockKernel<Half>>(api, info, kernel, kOpName);
     }
     char const* GetName() const { return kOpName; }
     char const* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
@@ -608,23 +615,7 @@ struct SparseBlockInt8Op
 {
     OrtStatusPtr CreateKernelV2(OrtApi const& api, OrtKernelInfo const* info, void** kernel) const noexcept
     {
-        try
-        {
-            *kernel = new SparseBlockInt8Kernel<Half>(api, info);
-            return nullptr;
-        }
-        catch (NodeError const& e)
-        {
-            return api.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-        }
-        catch (std::exception const& e)
-        {
-            return api.CreateStatus(ORT_FAIL, (std::string(kOpName) + " (INT8): " + e.what()).c_str());
-        }
-        catch (...)
-        {
-            return api.CreateStatus(ORT_FAIL, "SMSRSparseBlock (INT8): unknown error while creating the kernel");
-        }
+        return createKernel<SparseBlockInt8Kernel<Half>>(api, info, kernel, "SMSRSparseBlock (INT8)");
     }
     char const* GetName() const { return kOpName; }
     char const* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
